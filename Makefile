@@ -1,0 +1,80 @@
+# rlctx — `make help` lists the targets.
+#
+# Two tiers: `make figures` regenerates every table and figure from committed results (minutes, any
+# laptop); `make reproduce PROFILE=...` reruns the experiments of one profile.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXEC   := results/executed
+PROFILE ?= cpu
+PYTEST_ARGS ?=
+
+RESULTS_MODULES := rlctx_utils/schema.py rlctx_utils/names.py rlctx_utils/tables.py rlctx_utils/plots.py \
+                   rlctx_utils/stats.py rlctx_utils/paper_results.py rlctx_utils/published.py
+PAPER_NOTEBOOKS := $(EXEC)/00_paper_results.ipynb $(EXEC)/07_masked_vs_full.ipynb
+# Notebooks that only need the package (no data, no checkpoints): part of `make all`.
+CHEAP_NOTEBOOKS := $(EXEC)/02_rope_scaling.ipynb
+# The stages of `make reproduce`, in order.
+STAGES := 03_data 01_composers 02_rope_scaling 04_base_pretraining 05_repo_pretraining 06_evaluation \
+          08_extrapolation 07_masked_vs_full
+
+.PHONY: help all setup figures report test test-fast lab reproduce clean-executed
+
+help:  ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-16s %s\n", $$1, $$2}'
+	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|gpu-small|paper), PYTHON=$(PYTHON)"
+
+all: setup figures $(CHEAP_NOTEBOOKS) report  ## set up .venv, then regenerate every table, figure and REPORT.md
+
+setup: $(STAMP)  ## create .venv and install the pinned environment
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (found $$($(PYTHON) --version))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[test,lab]"
+	touch $@
+
+results/paper/results.csv: results/paper/source/*.csv rlctx_utils/published.py rlctx_utils/schema.py | $(STAMP)
+	$(BIN)/python -m rlctx_utils.published
+
+$(EXEC)/00_paper_results.ipynb: notebooks/00_paper_results.py results/paper/results.csv $(RESULTS_MODULES) | $(STAMP)
+	$(BIN)/rlctx notebook run 00_paper_results
+
+$(EXEC)/07_masked_vs_full.ipynb: notebooks/07_masked_vs_full.py results/paper/results.csv $(RESULTS_MODULES) | $(STAMP)
+	$(BIN)/rlctx notebook run 07_masked_vs_full
+
+$(EXEC)/02_rope_scaling.ipynb: notebooks/02_rope_scaling.py rlctx_utils/rope.py | $(STAMP)
+	$(BIN)/rlctx notebook run 02_rope_scaling
+
+paper/REPORT.md: $(PAPER_NOTEBOOKS) rlctx_utils/report.py $(wildcard paper/tables/*.md paper/figures/*.png) | $(STAMP)
+	$(BIN)/rlctx report
+
+figures: $(PAPER_NOTEBOOKS) paper/REPORT.md  ## regenerate tables and figures from committed results (< 60 s)
+
+report: paper/REPORT.md  ## rebuild paper/REPORT.md from what is in paper/
+
+test: $(STAMP)  ## run the test suite (what CI runs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## the tests without the slow and notebook ones
+	$(BIN)/python -m pytest -m "not slow and not notebook" $(PYTEST_ARGS)
+
+lab: $(STAMP)  ## JupyterLab, opening the .py notebooks as notebooks (jupytext)
+	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(BIN)/jupyter lab notebooks/
+
+reproduce: $(STAMP)  ## rerun the study: make reproduce PROFILE=smoke|cpu|gpu-small
+	@for nb in $(STAGES); do \
+	  echo "== $$nb (profile $(PROFILE))"; \
+	  $(BIN)/rlctx notebook run $$nb --profile $(PROFILE) --out-dir $(EXEC)/$(PROFILE); \
+	done
+	$(BIN)/rlctx report
+
+clean-executed:  ## remove executed notebooks (forces notebooks to rerun)
+	rm -rf $(EXEC)
