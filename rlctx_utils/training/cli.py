@@ -1,0 +1,74 @@
+"""``rlctx train``: run stage A (base pretraining) or stage B (repository-level pretraining).
+
+Examples::
+
+    rlctx train smoke --stage base                       # from-scratch base model
+    rlctx train smoke --stage repo                       # the [repo_training] run
+    rlctx train smoke --stage repo --run-id path_distance_py-original-masked-theta500000
+    rlctx train smoke --stage repo --grid                # every [[repo_training.runs]] entry
+    rlctx train cpu --stage repo lr=1e-4 --max-steps 50  # bare keys go to the stage's section
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m rlctx_utils.cli train paper --stage repo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..config import load_profile
+from .runs import SECTION, grid_runs, resolve_run
+
+
+def _qualify(overrides: list[str], stage: str) -> list[str]:
+    out = []
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        out.append(o if "." in key else f"{SECTION[stage]}.{o}")
+    return out
+
+
+def resolve_runs(config: str, overrides: list[str], *, stage: str, run_id: str | None = None,
+                 grid: bool = False, max_steps: int | None = None) -> list[dict[str, Any]]:
+    """The resolved runs a ``rlctx train`` command line asks for."""
+    cfg = load_profile(config, _qualify(overrides, stage))
+    if grid:
+        if stage != "repo":
+            from .runs import RunError
+
+            raise RunError("--grid applies to --stage repo (the grid is [[repo_training.runs]])")
+        runs = [resolve_run(cfg, "repo", r["run_id"]) for r in grid_runs(cfg)]
+    else:
+        runs = [resolve_run(cfg, stage, run_id)]
+    if max_steps is not None:
+        for r in runs:
+            r["stop_step"] = int(max_steps)
+    return runs
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .loop import train
+
+    runs = resolve_runs(args.config, args.overrides, stage=args.stage, run_id=args.run_id,
+                        grid=args.grid, max_steps=args.max_steps)
+    for run in runs:
+        rec = train(run, out_dir=args.out_dir, resume=args.resume, progress=not args.no_progress)
+        print(f"{rec['run_id']}: {rec.get('status')} at step {rec.get('step')}, "
+              f"loss {rec.get('final_loss', float('nan')):.4f}, {rec.get('train_tokens', 0):,} tokens",
+              file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("train", help="pretrain a base model (stage A) or extend it on repositories (stage B)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="profile name (smoke, cpu, gpu-small, paper) or path to a .toml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides (bare keys go to the stage's section)")
+    p.add_argument("--stage", choices=("base", "repo"), default="repo")
+    p.add_argument("--run-id", default=None, help="a grid entry's id, or a name for the run")
+    p.add_argument("--grid", action="store_true", help="train every [[repo_training.runs]] entry in turn")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (sets stop_step)")
+    p.add_argument("--out-dir", default=None, help="results root (default results/<profile>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)

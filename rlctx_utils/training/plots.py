@@ -1,0 +1,66 @@
+"""Training curves: loss against optimizer step (and tokens) for one or more runs.
+
+Read from each run's ``metrics.csv`` and ``run.json``; colours follow the paper (File-level
+``#0072B2``, Path Distance ``#D55E00``), saved as PNG + PDF through :func:`rlctx_utils.plots.save_figure`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import read_json
+from ..names import COLORS, checkpoint_label
+
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """A run's ``metrics.csv`` with its run.json fields as columns (run_id, composer, loss...)."""
+    run_dir = Path(run_dir)
+    df = pd.read_csv(run_dir / "metrics.csv")
+    rec = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
+    for k in ("run_id", "stage", "composer", "mode", "loss", "rope_theta", "train_length"):
+        df[k] = rec.get(k)
+    df["run_id"] = df["run_id"].fillna(run_dir.name)
+    return df
+
+
+def smooth(values: pd.Series, window: int) -> pd.Series:
+    return values.rolling(window, min_periods=1, center=False).mean() if window > 1 else values
+
+
+def plot_training_curves(run_dirs: list[str | Path], *, x: str = "step", smooth_window: int = 1,
+                         title: str | None = None):
+    """Loss (left) and tokens per second (right) for each run; returns the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2.2, 1]})
+    styles = ["-", "--", ":", "-."]
+    for i, d in enumerate(run_dirs):
+        df = read_metrics(d)
+        if df.empty:
+            continue
+        r = df.iloc[0]
+        composer = r["composer"] if isinstance(r["composer"], str) else None
+        if r["stage"] == "base":
+            label = f"Base pretraining (θ={float(r['rope_theta']):,.0f})"
+        else:
+            label = checkpoint_label(composer, r["mode"], r["loss"], r["rope_theta"], with_loss=True)
+        color = COLORS.get(composer or "", f"C{i % 10}")
+        xs = df["train_tokens"] / 1e6 if x == "tokens" else df["step"]
+        ax.plot(xs, smooth(df["loss"], smooth_window), color=color, ls=styles[i % len(styles)],
+                lw=1.4, label=label)
+        ax2.plot(df["step"], df["tokens_per_s"], color=color, ls=styles[i % len(styles)], lw=1.0)
+    ax.set_xlabel("Training tokens (M)" if x == "tokens" else "Optimizer step")
+    ax.set_ylabel("Training loss (nats/token)")
+    ax.legend(fontsize=8, loc="upper right")
+    ax2.set_xlabel("Optimizer step")
+    ax2.set_ylabel("Tokens per second")
+    ax2.set_ylim(bottom=0)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
