@@ -34,6 +34,8 @@ class Datapoint:
     completion_lines_raw: dict[str, list[int]] = field(default_factory=dict)
     split: str = "train"
     source: str = ""
+    #: Provenance that is not part of the LCA schema (commit time, size bucket, ...); stored as JSON.
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:

@@ -1,0 +1,108 @@
+# ---
+# jupyter:
+#   jupytext: {formats: "py:percent"}
+#   kernelspec: {display_name: Python 3, language: python, name: python3}
+#   language_info: {name: python}
+# ---
+
+# %% [markdown]
+# # 03 - The mined data
+#
+# The paper trains on completion files mined from the git history of 1,640 GitHub repositories
+# (SPEC section 2) and evaluates on Long Code Arena's `large_context` split (SPEC section 6). Neither
+# the corpus nor the mining code was published. This notebook describes a dataset mined by
+# `rlctx mine pypi` (PyPI release series act as commits) or `rlctx mine git`: repositories and
+# datapoints per split, completion-file lengths in characters and tokens, line categories per size
+# bucket, what the filters skipped, and how it compares with the numbers the paper reports.
+
+# %% tags=["parameters"]
+profile = "smoke"
+data_dir = ""        # default: results/<profile>/data (written by `rlctx mine pypi --spec configs/data/<profile>.toml`)
+out_dir = ""         # default: results/<profile>/figures
+tokenizer_path = ""  # a tokenizer.json or folder; default: a small BPE trained here on the corpus
+tokenizer_vocab = 2048
+
+# %%
+from pathlib import Path
+
+import pandas as pd
+
+from rlctx_utils.data import figures, stats
+from rlctx_utils.data.store import load_corpus
+from rlctx_utils.io import read_json, write_json
+from rlctx_utils.paths import results_dir
+
+data = Path(data_dir) if data_dir else results_dir(profile) / "data"
+out = Path(out_dir) if out_dir else results_dir(profile) / "figures"
+manifest = read_json(data / "manifest.json")
+print("mined from", data, "in", manifest.get("mining_wall_time_s"), "s")
+
+# %% [markdown]
+# ## Tokens
+# Token counts use the project's tokenizer when one is given; otherwise a byte-level BPE trained
+# here on (part of) the training corpus, so lengths are in the same units as the training runs.
+
+# %%
+tok = stats.load_or_train_tokenizer(tokenizer_path, load_corpus(data), vocab_size=tokenizer_vocab)
+table = stats.datapoint_table(data, count_tokens=lambda s: len(tok.encode(s).ids))
+table.head()
+
+# %% [markdown]
+# ## Splits, repositories, datapoints
+
+# %%
+overview = stats.split_overview(table, manifest)
+overview
+
+# %%
+fig = figures.per_repo_figure(table)
+figures.save_figure(fig, out / "03_data_per_repo")
+
+# %% [markdown]
+# ## Completion-file lengths
+# The paper keeps completion files of 800 to 25,000 characters.
+
+# %%
+fig = figures.length_figure(table)
+figures.save_figure(fig, out / "03_data_lengths")
+table.groupby("split")[[c for c in ("completion_chars", "completion_tokens") if c in table]].describe().T
+
+# %% [markdown]
+# ## Line categories per size bucket
+# Buckets follow LCA (characters of `.py` in the snapshot, thresholds from the profile).
+
+# %%
+cats = stats.category_counts(table)
+fig = figures.category_figure(cats)
+figures.save_figure(fig, out / "03_data_categories")
+cats
+
+# %% [markdown]
+# ## Compared with the paper and LCA
+# LCA `large_context`: 270 completion files, 2,595 inproject and 2,691 infile target lines. Paper's
+# training set: 1,640 repositories, 361,052 completion files, 1.7B characters.
+
+# %%
+comparison = stats.lca_comparison(table)
+training = stats.paper_comparison(table, manifest)
+display(comparison)
+training
+
+# %% [markdown]
+# ## What the filters skipped
+
+# %%
+skips = pd.Series(manifest["skips"], name="count").sort_values(ascending=False)
+print("leakage drops:", manifest.get("leakage_drops"))
+print("corpus:", manifest.get("corpus"))
+skips
+
+# %%
+summary = {"profile": profile, "data_dir": str(data), "overview": overview.to_dict(orient="index"),
+           "lca_comparison": comparison.to_dict(), "paper_comparison": training.to_dict(),
+           "categories": {f"{s}/{b}": r for (s, b), r in cats.to_dict(orient="index").items()},
+           "skips": manifest["skips"], "leakage_drops": manifest.get("leakage_drops"),
+           "corpus": manifest.get("corpus")}
+write_json(out / "03_data_summary.json", summary)
+stats.write_csv(table, out / "03_data_datapoints.csv")
+print("wrote", out)
