@@ -59,11 +59,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OverridesAnywhere(argparse.ArgumentParser):
+    """Accepts ``key=value`` overrides anywhere on the line, before or after the options."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        args = list(sys.argv[1:] if args is None else args)
+        overrides = [a for a in args if not a.startswith("-") and "=" in a]
+        rest = [a for a in args if a not in overrides]
+        ns, extra = super().parse_known_args(rest, namespace)
+        ns.overrides = list(getattr(ns, "overrides", None) or []) + overrides
+        return ns, extra
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("train", help="pretrain a base model (stage A) or extend it on repositories (stage B)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="profile name (smoke, cpu, gpu-small, paper) or path to a .toml")
-    p.add_argument("overrides", nargs="*", help="key=value overrides (bare keys go to the stage's section)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, anywhere on the line (bare keys go to "
+                   "the stage's section)")
     p.add_argument("--stage", choices=("base", "repo"), default="repo")
     p.add_argument("--run-id", default=None, help="a grid entry's id, or a name for the run")
     p.add_argument("--grid", action="store_true", help="train every [[repo_training.runs]] entry in turn")
@@ -71,4 +84,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (sets stop_step)")
     p.add_argument("--out-dir", default=None, help="results root (default results/<profile>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.__class__ = _OverridesAnywhere
     p.set_defaults(func=cmd_train)

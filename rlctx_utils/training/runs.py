@@ -111,7 +111,7 @@ def resolve_run(cfg: dict[str, Any], stage: str, run_id: str | None = None) -> d
     run["model"] = copy.deepcopy(cfg.get("model", {}))
     run["tokenizer_cfg"] = copy.deepcopy(cfg.get("tokenizer", {}))
     run["data_cfg"] = copy.deepcopy(cfg.get("data", {}))
-    run.setdefault("debug", {})
+    run["debug"] = {**(cfg.get("debug") or {}), **(run.get("debug") or {})}  # test hooks, not identity
     if stage == "repo" and run.get("composer") == "file_level":
         # File-level runs: the completion file alone at the base length (SPEC section 5).
         run["seq_len"] = int(run.get("file_level_seq_len") or run.get("base_length") or run["seq_len"])
