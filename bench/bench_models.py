@@ -10,7 +10,7 @@ Each configuration is timed ``--repeats`` times, with the repeats interleaved ac
 burst of load from other processes does not hit one configuration only; the CSV gives the median
 and every repeat. Timings on a shared machine are noisy (10% typical, up to 2x).
 
-    python bench/bench_models.py                 # the full grid (about 15 minutes on 2 cores)
+    python bench/bench_models.py                 # the full grid (10-25 minutes on 2 shared cores)
     python bench/bench_models.py --quick         # one repeat of a small grid (about a minute)
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import statistics
 import sys
 import time
@@ -78,13 +79,13 @@ def time_training(shape: str, vocab: int, seq_len: int, tokens_per_batch: int, s
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", nargs="+",
-                    default=["smoke", "d128-L2-H4", "d128-L4-H4", "d192-L4-H6", "d256-L4-H8"])
+                    default=["d128-L2-H4", "d128-L4-H4", "d256-L4-H8"])
     ap.add_argument("--seq-lens", nargs="+", type=int, default=[512, 2048])
     ap.add_argument("--vocabs", nargs="+", type=int, default=[4096, 8192, 16384])
     ap.add_argument("--tokens-per-batch", type=int, default=4096)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small grid, one repeat")
     ap.add_argument("--out", type=Path, default=BENCH_RESULTS / "models.csv")
     args = ap.parse_args(argv)
@@ -97,6 +98,35 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple, list[float]] = {g: [] for g in grid}
     info: dict[tuple, dict] = {}
     t_start = time.time()
+    load_before = os.getloadavg()
+
+    def write(done: int) -> None:
+        fields = ["shape", "hidden_size", "layers", "heads", "vocab_size", "seq_len", "batch",
+                  "params_total", "params_non_embedding", "tokens_per_s_median", "tokens_per_s_best",
+                  "tokens_per_s_repeats", "repeats_done", "threads"]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        for g in grid:
+            shape = shape_of(g[0])
+            w.writerow({
+                "shape": g[0], "hidden_size": shape["hidden_size"], "layers": shape["num_hidden_layers"],
+                "heads": shape["num_attention_heads"], "vocab_size": g[1], "seq_len": g[2],
+                "batch": info[g]["batch"], "params_total": info[g]["total"],
+                "params_non_embedding": info[g]["non_embedding"],
+                "tokens_per_s_median": round(statistics.median(runs[g])), "repeats_done": done,
+                "tokens_per_s_best": round(max(runs[g])),
+                "tokens_per_s_repeats": ";".join(str(round(x)) for x in runs[g]),
+                "threads": torch.get_num_threads(),
+            })
+        write_text(args.out, buf.getvalue())
+        write_sidecar(args.out, vars(args) | {"out": str(args.out)}, time.time() - t_start,
+                      what="training tokens/s, LlamaForCausalLM fp32 sdpa, fwd+bwd+clip+AdamW, random tokens",
+                      load_average_before=load_before, load_average_after=os.getloadavg(),
+                      cpu_count=os.cpu_count(),
+                      noise="machine shared with other processes; repeats interleaved, median reported; "
+                            "expect 10% noise, occasionally 2x")
+
     for r in range(args.repeats):
         for g in grid:
             tps, meta = time_training(*g, tokens_per_batch=args.tokens_per_batch, steps=args.steps,
@@ -105,31 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             info[g] = meta
             print(f"repeat {r + 1}/{args.repeats} {g[0]:>12} vocab {g[1]:>6} seq {g[2]:>5}: "
                   f"{tps:8.0f} tok/s", flush=True)
+        write(r + 1)  # results so far: an interrupted bench keeps its finished repeats
 
-    fields = ["shape", "hidden_size", "layers", "heads", "vocab_size", "seq_len", "batch",
-              "params_total", "params_non_embedding", "tokens_per_s_median", "tokens_per_s_best",
-              "tokens_per_s_repeats",
-              "threads"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    for g in grid:
-        shape = shape_of(g[0])
-        w.writerow({
-            "shape": g[0], "hidden_size": shape["hidden_size"], "layers": shape["num_hidden_layers"],
-            "heads": shape["num_attention_heads"], "vocab_size": g[1], "seq_len": g[2],
-            "batch": info[g]["batch"], "params_total": info[g]["total"],
-            "params_non_embedding": info[g]["non_embedding"],
-            "tokens_per_s_median": round(statistics.median(runs[g])),
-            "tokens_per_s_best": round(max(runs[g])),
-            "tokens_per_s_repeats": ";".join(str(round(x)) for x in runs[g]),
-            "threads": torch.get_num_threads(),
-        })
-    write_text(args.out, buf.getvalue())
-    write_sidecar(args.out, vars(args) | {"out": str(args.out)}, time.time() - t_start,
-                  what="training tokens/s, LlamaForCausalLM fp32 sdpa, fwd+bwd+clip+AdamW, random tokens",
-                  noise="machine shared with other processes; repeats interleaved, median reported; "
-                        "expect 10% noise, occasionally 2x")
     print(f"wrote {args.out}")
     return 0
 

@@ -136,3 +136,45 @@ def test_loss_by_position_with_a_real_tokenizer(py_tokenizer):
     assert (packed["count"] == 2).all()
     with pytest.raises(RopeConfigError, match="no held-out document"):
         loss_by_position(model, py_tokenizer, ["x = 1\n"], max_len=64)
+
+
+def _tiny_checkpoint(path, tokenizer, theta):
+    model = build_model("smoke", vocab_size=len(tokenizer), rope_theta=theta, seed=0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_empirical_curves_and_figures(py_tokenizer, tmp_path):
+    from rlctx_utils import rope_plots
+    from rlctx_utils.plots import save_figure
+    from rlctx_utils.tokenizer import stdlib_corpus
+
+    base = _tiny_checkpoint(tmp_path / "base", py_tokenizer, 10_000.0)
+    ext = _tiny_checkpoint(tmp_path / "ext", py_tokenizer, 500_000.0)
+    curves = rope_plots.empirical_curves(base, ext, stdlib_corpus(40, seed=5), 32, 128, max_docs=2)
+    assert len(curves) == 3 and all(len(c["loss"]) == 127 for c in curves.values())
+    names = list(curves)
+    assert "10,000" in names[0] and "no training" in names[1] and "500,000" in names[2]
+    # raising theta without training changes the base model's predictions
+    assert not np.allclose(curves[names[0]]["loss"], curves[names[1]]["loss"])
+    fig = rope_plots.loss_by_position_figure(curves, 32, 64)
+    png = save_figure(fig, "rope_l", out_dir=tmp_path / "fig", caption="c", source="s", regenerate="r")
+    assert png.stat().st_size > 10_000 and png.with_suffix(".pdf").exists()
+    assert rope_plots.find_checkpoint("smoke", str(base), ()) == base
+    assert rope_plots.find_checkpoint("smoke", str(tmp_path / "nope"), ()) is None
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_notebook_runs_with_a_checkpoint(py_tokenizer, tmp_path):
+    from rlctx_utils.notebooks import run_notebook
+
+    base = _tiny_checkpoint(tmp_path / "base", py_tokenizer, 10_000.0)
+    figs = tmp_path / "figures"
+    run_notebook("02_rope_scaling", parameters={
+        "profile": "smoke", "base_checkpoint": str(base), "extended_checkpoint": "",
+        "heldout_files": 2, "eval_multiple": 1, "figures_dir": str(figs)}, out_dir=tmp_path / "nb")
+    made = sorted(p.name for p in figs.glob("*.png"))
+    assert made == ["rope_loss_by_position_smoke.png", "rope_rotation.png", "rope_scaling_variants.png",
+                    "rope_wavelengths_smoke.png"]
