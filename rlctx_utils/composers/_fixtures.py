@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
+from pathlib import Path
+
+from .types import ComposerError
 
 
 def toy_repository() -> dict[str, str | None]:
@@ -44,6 +49,34 @@ def toy_repository() -> dict[str, str | None]:
 TOY_COMPLETION = ("toy/stats.py",
                   '"""Statistics."""\nfrom toy.core import add\nfrom toy.util import total\n\n\n'
                   "def mean(xs):\n    return total(xs) / len(xs)\n\n\ndef sum2(a, b):\n    return add(a, b)\n")
+
+
+def fetch_sdist(spec: str, folder: str | os.PathLike[str] | None = None) -> Path:
+    """``NAME==VERSION`` as a source archive in ``.cache/sdists`` (a data-building step: it runs
+    ``pip download --no-binary :all: --no-deps`` when the archive is not there yet)."""
+    from rlctx_utils.paths import cache_dir
+
+    name, _, version = spec.partition("==")
+    if not name or not version:
+        raise ComposerError(f"expected NAME==VERSION, got {spec!r}")
+    dest = Path(folder) if folder else cache_dir() / "sdists"
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def find() -> list[Path]:
+        stem = f"{name}-{version}".lower().replace("_", "-")
+        return sorted(p for p in dest.iterdir()
+                      if p.name.lower().replace("_", "-").startswith(stem) and p.suffix in (".gz", ".zip", ".bz2"))
+
+    hits = find()
+    if not hits:
+        res = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                              spec, "-d", str(dest), "-q"], capture_output=True, text=True)
+        hits = find()
+        if res.returncode != 0 or not hits:
+            raise ComposerError(f"could not download the source archive of {spec} (pip said: "
+                                f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}); "
+                                f"put it in {dest} by hand")
+    return hits[0]
 
 
 def read_sdist(path: str | os.PathLike[str]) -> dict[str, str | None]:

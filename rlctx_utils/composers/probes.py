@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .pipeline import Request, Window
+from .pipeline import Item, Request, Window
 from .steps import PostStep, RankContext
 from .text import normalize_path
 from .types import Candidate, Composition, Piece
@@ -90,9 +90,28 @@ def _content_lines(window: Window, ctx: RankContext) -> tuple[list[str], list[in
 
 
 def _rewrite(window: Window, ctx: RankContext, lines: list[str]) -> Window:
+    """The window with its lines replaced by ``lines``, re-encoded.
+
+    Where pieces start with a single added token (``<file_sep>``) only the pieces whose lines
+    changed are encoded again (exact, see tokens.py); otherwise the whole text is.
+    """
+    counter, fmt = ctx.extra["counter"], ctx.extra["fmt"]
+    parts = ([window.header] if window.header else []) + list(window.items)
+    if fmt.file_sep and counter.segment_safe(fmt.file_sep) and all(p.rendered.endswith("\n") for p in parts):
+        new_parts, start = [], 0
+        for part in parts:
+            n = part.rendered.count("\n")
+            new_lines = lines[start:start + n]
+            start += n
+            if new_lines == part.rendered.split("\n")[:-1]:
+                new_parts.append(part)
+            else:
+                text = "\n".join(new_lines) + "\n"
+                new_parts.append(Item(part.piece, text, counter.encode(text)))
+        header = new_parts[0] if window.header else None
+        return Window(header, new_parts[1:] if window.header else new_parts)
     text = "\n".join(lines)
-    return Window(window.header, window.items, text_override=text,
-                  ids_override=ctx.extra["counter"].encode(text))
+    return Window(window.header, window.items, text_override=text, ids_override=counter.encode(text))
 
 
 def leak_segments(n_segments: int = 5) -> PostStep:

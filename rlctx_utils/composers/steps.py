@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import python_ast
-from .text import line_set, path_distance, set_iou
+from .text import CACHE, line_set, path_distance, set_iou
 
 if TYPE_CHECKING:
     from .pipeline import Window
@@ -218,6 +218,9 @@ def lca_declarations_mask(fraction: float | None) -> Transform:
     are matched by their first word, as in the baselines (no parsing).
     """
     def mask(text: str) -> str:
+        hit = CACHE.get(("lca_mask", text))
+        if hit is not None:
+            return hit
         out, pending = [], False
         for ln in text.split("\n"):
             s = ln.strip()
@@ -227,13 +230,14 @@ def lca_declarations_mask(fraction: float | None) -> Transform:
             elif pending:  # the first body line becomes an unindented "pass", the rest goes
                 out.append("pass")
                 pending = False
-        return "\n".join(ln for ln in out if ln)
+        return CACHE.put(("lca_mask", text), "\n".join(ln for ln in out if ln), len(text))
 
     def fn(text: str, ctx: RankContext, c: Any) -> str:
         pos, n = ctx.extra["position"][(c.path, c.chunk)], ctx.extra["n_ranked"]
         masked = (pos < n * fraction) if fraction is not None else (pos + 1.5 < n)
         return mask(text) if masked else text
-    return Transform(f"lca_declarations_mask({fraction})", fn, seeded=True)
+    # not seeded: the output depends on the text and the position only, so token counts cache
+    return Transform(f"lca_declarations_mask({fraction})", fn)
 
 
 # -- post-processing of the finished window ------------------------------------------------------

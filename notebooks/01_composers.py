@@ -1,0 +1,166 @@
+# ---
+# jupyter:
+#   jupytext: {formats: "py:percent"}
+#   kernelspec: {display_name: Python 3, language: python, name: python3}
+#   language_info: {name: python}
+# ---
+
+# %% [markdown]
+# # 01 · Context composers
+#
+# The study's independent variable (SPEC section 4): how the repository context in front of a
+# completion file is chosen, ranked, cut to the token budget and ordered. This notebook runs every
+# composer, in every mode, on one real repository snapshot and shows
+#
+# * the ranked candidates and which of them made it into the window,
+# * token counts before and after the left cut,
+# * the head and the tail of each context (the tail is the most relevant end),
+# * the three modes drawn from the real ranks (the talk's slide).
+#
+# The snapshot is a PyPI source distribution (`snapshot = "requests==2.32.3"`, downloaded once
+# into `.cache/sdists`), or the small built-in toy repository (`snapshot = "toy"`).
+
+# %% tags=["parameters"]
+# snapshot: NAME==VERSION of a PyPI sdist, a path to an archive, or toy
+# completion_path: empty = pick a .py file of 800-25,000 characters with the seed
+# tokenizer_path: empty = train a byte-level BPE on the standard library (cached in .cache/)
+# figure_tokens: budget of the modes figure (fewer pieces, readable labels)
+profile = "smoke"
+snapshot = "requests==2.32.3"
+completion_path = ""
+max_tokens = 16384
+figure_tokens = 8192
+tokenizer_path = ""
+vocab_size = 16384
+seed = 0
+figures_dir = "paper/figures"
+n_chars = 240
+
+# %%
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from rlctx_utils.composers import COMPOSERS, composer_info  # noqa: E402
+from rlctx_utils.composers import report  # noqa: E402
+from rlctx_utils.composers._fixtures import (TOY_COMPLETION, completion_files, fetch_sdist,  # noqa: E402
+                                             read_sdist, toy_repository)
+from rlctx_utils.io import atomic_path  # noqa: E402
+from rlctx_utils.paths import REPO_ROOT, cache_dir  # noqa: E402
+from rlctx_utils.tokenizer import load_tokenizer, stdlib_corpus, train_tokenizer  # noqa: E402
+
+pd.set_option("display.width", 200)
+pd.set_option("display.max_colwidth", 60)
+
+# %% [markdown]
+# ## Inputs: tokenizer, snapshot, completion file
+
+# %%
+if tokenizer_path:
+    tok = load_tokenizer(tokenizer_path)
+else:
+    tok_dir = cache_dir() / f"bench_tokenizer_{vocab_size}"
+    if not (tok_dir / "tokenizer.json").exists():
+        train_tokenizer(stdlib_corpus(max_files=1500 if vocab_size > 4096 else 150, seed=0),
+                        vocab_size=vocab_size, out_dir=tok_dir)
+    tok = load_tokenizer(str(tok_dir))
+
+if snapshot == "toy":
+    snap = toy_repository()
+    cpath, ctext = TOY_COMPLETION
+    repo_name = "toy"
+else:
+    archive = Path(snapshot) if Path(snapshot).exists() else fetch_sdist(snapshot)
+    full = read_sdist(archive)
+    repo_name = archive.name.split(".tar")[0].split(".zip")[0]
+    if completion_path:
+        cpath, ctext = completion_path, full[completion_path]
+        snap = {p: t for p, t in full.items() if p != cpath}
+    else:
+        cpath, ctext, snap = completion_files(full, 1, seed=seed)[0]
+py_chars = sum(len(t) for p, t in snap.items() if p.endswith(".py") and t)
+print(f"snapshot {repo_name}: {len(snap)} files, {py_chars:,} characters of .py")
+print(f"completion file {cpath}: {len(ctext):,} characters; tokenizer vocabulary {len(tok):,}")
+
+# %% [markdown]
+# ## Every composer, every mode
+#
+# `n_tokens_full` counts the whole composed context; `n_tokens` what remains after the left cut.
+
+# %%
+comps = report.compose_all(snap, cpath, ctext, tokenizer=tok, max_tokens=max_tokens, seed=seed,
+                           repo_name=repo_name)
+summary = report.summary_table(comps)
+summary
+
+# %% [markdown]
+# How each composer is declared (filter, ranking keys, reductions, post-steps):
+
+# %%
+pd.DataFrame(composer_info())[["name", "family", "select", "rank", "reduce", "post", "modes", "leaks"]]
+
+# %% [markdown]
+# ## Ranked files
+#
+# Rank 1 is the most relevant candidate (it sits right before the completion file in `original`
+# mode). Keys are in natural units: path distance (lower is more relevant), lines IoU (higher).
+
+# %%
+for name in ("path_distance_py", "lines_iou_py", "text_files", "lca_path_distance", "lca_imports_first"):
+    print(f"\n=== {name} ===")
+    print(report.ranking_table(comps[(name, "original")], top=10).to_string(index=False))
+
+# %% [markdown]
+# ## Head and tail of each context
+
+# %%
+for (name, mode), c in comps.items():
+    head, tail = report.head_tail(c, n_chars)
+    print(f"\n=== {name} / {mode}: {c.n_tokens:,} of {c.n_tokens_full:,} tokens, {len(c.pieces)} pieces ===")
+    print("HEAD:", repr(head))
+    print("TAIL:", repr(tail))
+
+# %% [markdown]
+# ## The three modes, drawn from the real ranks
+#
+# Pieces are numbered by rank (1 = most relevant). `original` keeps the most relevant pieces that
+# fit, most relevant last; `reversed` keeps the same pieces in reverse order; `irrelevant` reverses
+# the ranking before the cut, so the window holds the least relevant pieces. Grey: what the left
+# cut drops.
+
+# %%
+fig, mode_comps = report.plot_modes(snap, cpath, ctext, tokenizer=tok, max_tokens=figure_tokens, seed=seed)
+out = Path(figures_dir) if Path(figures_dir).is_absolute() else REPO_ROOT / figures_dir
+out.mkdir(parents=True, exist_ok=True)
+for ext in ("png", "pdf"):
+    with atomic_path(out / f"composers_modes.{ext}") as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+plt.show()
+print("written:", out / "composers_modes.png")
+
+# %% [markdown]
+# ## Token budget use per composer
+#
+# Reductions (declarations, text chunks) make pieces shorter, so more files fit; Half-memory keeps
+# the window full with twice as many files.
+
+# %%
+orig = summary[summary["mode"] == "original"].set_index("composer")
+fig2, ax = plt.subplots(figsize=(9, 4))
+ax.barh(orig.index, orig["pieces"], color=[report.FILE_LEVEL_BLUE if n == "file_level" else report.PATH_DISTANCE_ORANGE
+                                           for n in orig.index])
+ax.invert_yaxis()
+ax.set_xlabel(f"pieces in a {max_tokens:,}-token window")
+ax.tick_params(axis="y", labelsize=8)
+for side in ("top", "right"):
+    ax.spines[side].set_visible(False)
+fig2.tight_layout()
+for ext in ("png", "pdf"):
+    with atomic_path(out / f"composers_pieces.{ext}") as tmp:
+        fig2.savefig(tmp, dpi=150, bbox_inches="tight")
+plt.show()
