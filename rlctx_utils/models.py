@@ -13,8 +13,10 @@ measurements on a 2-core CPU (``bench/bench_models.py``, ``results/bench/models.
 * ``smoke``: d=64, 2 layers, 4 heads. Trains in seconds; CI only, numbers mean nothing.
 * ``cpu``: d=128, 4 layers, 4 heads (head dim 32). The toy study (a base model and about twelve short
   extension runs, 3 hours on 2 cores) needs tens of thousands of tokens per second-hour; the
-  output layer dominates the cost at this size, so depth is cheap and width is not. See the
-  module-level note in ``results/bench/models.md`` for the measured numbers behind the choice.
+  output layer dominates the cost at this size, so depth is cheap and width is not. Four layers
+  (not two) leave room for induction-style copying from context, which repository context feeds.
+  Planning numbers (MEASURED.md, quiet machine): d=128/2 layers ~5,200 tok/s at 512 tokens,
+  d=256/4 layers ~2,000; this preset sits between (about 3M parameters, 0.85M non-embedding).
 * ``gpu-small``: d=640, 10 layers, 10 heads (head dim 64), about 70M parameters with a 16k
   vocabulary: roughly an hour for the whole grid on one Colab-class GPU.
 * ``opencoder-1.5b-shape``: OpenCoder-1.5B-Base's architecture (24 layers, hidden 2,240, 14 heads of
