@@ -35,6 +35,10 @@ def test_packed_loss_equals_separate_loss(model, attn):
     m.config._attn_implementation = attn
     seqs = _random_seqs([50, 17, 80, 33])
     with torch.no_grad():
+        same = _random_seqs([40, 40], seed=3)
+        stacked = forward_loss_sum(m, collate_packed(same))
+        assert collate_packed(same)["input_ids"].shape == (2, 40)
+        assert torch.allclose(stacked, sum(forward_loss_sum(m, collate_packed([s])) for s in same), rtol=2e-6)
         separate = sum(forward_loss_sum(m, collate_packed([s])) for s in seqs)
         packed = forward_loss_sum(m, collate_packed(seqs))
         padded = forward_loss_sum(m, collate_padded(seqs, pad_id=0))

@@ -86,3 +86,44 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.__class__ = _OverridesAnywhere
     p.set_defaults(func=cmd_train)
+
+
+def launch(config: str, *, stage: str, run_id: str | None = None, overrides: list[str] | None = None,
+           out_dir: str | None = None, resume: bool = True, max_steps: int | None = None,
+           accelerate_config: str | None = None, log_every_s: float = 30.0) -> int:
+    """Run ``rlctx train`` as a subprocess (notebooks never train inside their kernel).
+
+    Output lines are relayed (the progress bar is off; every step is in ``metrics.csv``). With
+    ``accelerate_config`` the command goes through ``accelerate launch --config_file``. Raises
+    :class:`TrainingLaunchError` with the last lines of output if the command fails.
+    """
+    import subprocess
+
+    args = [config, "--stage", stage, "--no-progress", *(overrides or [])]
+    if run_id:
+        args += ["--run-id", run_id]
+    if out_dir:
+        args += ["--out-dir", str(out_dir)]
+    if max_steps is not None:
+        args += ["--max-steps", str(max_steps)]
+    if resume:
+        args.append("--resume")
+    head = ([sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config]
+            if accelerate_config else [sys.executable])
+    cmd = [*head, "-m", "rlctx_utils.cli", "train", *args]
+    print("$", " ".join(cmd[1:] if not accelerate_config else cmd), flush=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line.rstrip()])[-20:]
+        if "Writing model shards" not in line:
+            print(line.rstrip(), flush=True)
+    rc = proc.wait()
+    if rc != 0:
+        raise TrainingLaunchError(f"rlctx train {config} --stage {stage} failed (exit {rc}):\n" + "\n".join(tail))
+    return rc
+
+
+class TrainingLaunchError(RuntimeError):
+    """``rlctx train`` launched from a notebook failed; the message holds its last output lines."""

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..paths import results_dir
 from ..io import atomic_dir, read_json, write_bytes, write_json, write_text
 from .packing import collate, count_loss_tokens, forward_loss_sum, group_micro_batches
 from .runs import (RunError, latest_checkpoint, list_checkpoints, prepare_run_dir, relpath,
@@ -171,6 +172,19 @@ def _tokenizer_path(run: dict[str, Any], out_root: Path) -> str:
     return str(out_root / "tokenizer")
 
 
+def _train_profile_tokenizer(run: dict[str, Any], out_root: Path, path: Path, main: bool, accelerator: Any):
+    """No tokenizer yet for this profile: train one on the file-level corpus (as OpenCoder's was)."""
+    from rlctx_utils.tokenizer import load_tokenizer, train_tokenizer
+
+    if main:
+        vocab = int((run.get("tokenizer_cfg") or {}).get("vocab_size", 8192))
+        print(f"no tokenizer at {relpath(path)}: training a {vocab}-token BPE on the corpus", flush=True)
+        texts = [text for _, text in load_training_data(run, out_root)]
+        train_tokenizer(texts, vocab_size=vocab, out_dir=path)
+    accelerator.wait_for_everyone()
+    return load_tokenizer(str(path))
+
+
 def base_checkpoint_path(run: dict[str, Any], out_root: Path) -> str:
     """``run:<id>`` -> that run's final checkpoint under the same results root; else as given."""
     ref = str(run.get("base_checkpoint") or "run:base")
@@ -185,17 +199,20 @@ def base_checkpoint_path(run: dict[str, Any], out_root: Path) -> str:
 
 
 def load_training_data(run: dict[str, Any], out_root: Path) -> Any:
-    """Stage A: the file-level corpus; stage B: the training datapoints (from the data stage)."""
+    """Stage A: the file-level corpus; stage B: the training datapoints (from the data stage).
+
+    ``auto`` is the profile's mined folder ``results/<profile>/data`` (whatever the runs root).
+    """
     if run["stage"] == "base":
         from rlctx_utils.data.store import load_corpus
 
         path = run.get("corpus", "auto")
-        path = out_root / "data" if path in (None, "auto") else Path(path)
+        path = results_dir(run["profile"]) / "data" if path in (None, "auto") else Path(path)
         return [(p, text) for _, p, text in load_corpus(path, with_paths=True)]
     from rlctx_utils.data.store import load_datapoints
 
     path = run.get("data_dir", "auto")
-    path = out_root / "data" if path in (None, "auto") else Path(path)
+    path = results_dir(run["profile"]) / "data" if path in (None, "auto") else Path(path)
     return load_datapoints(path, split=run.get("split", "train"))
 
 
@@ -418,7 +435,12 @@ def train(run: dict[str, Any], *, out_dir: str | Path | None = None, resume: boo
             base_ref = base_checkpoint_path(run, out_root)
         from rlctx_utils.tokenizer import load_tokenizer
 
-        tokenizer = load_tokenizer(base_ref or _tokenizer_path(run, out_root))
+        tok_path = base_ref or _tokenizer_path(run, out_root)
+        if run["stage"] == "base" and run.get("tokenizer", "auto") in (None, "auto") \
+                and not Path(tok_path, "tokenizer.json").exists():
+            tokenizer = _train_profile_tokenizer(run, out_root, Path(tok_path), main, accelerator)
+        else:
+            tokenizer = load_tokenizer(tok_path)
     pad_id = int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else 0
     if data is None:
         data = load_training_data(run, out_root)

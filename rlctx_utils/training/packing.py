@@ -8,7 +8,7 @@ A step's sequences are grouped into micro batches in one of two ways:
   eager) or variable-length kernels (FlashAttention-2), so no token ever attends to another
   sequence. The first label of each sequence is ``-100``, so no token is trained to predict across
   a boundary either. Packed and separate forward passes give the same losses
-  (``tests/test_training_packing.py``).
+  (``tests/test_training_packing.py``). Sequences of equal length are stacked as a batch instead.
 * **padding** (the baseline of ``bench/bench_training.py``, and what the paper's micro batch of one
   sequence degenerates to with no padding at all): up to ``max_sequences`` sequences of similar
   length per micro batch, padded on the right, with an attention mask.
@@ -75,7 +75,22 @@ def group_micro_batches(seqs: Seq[TrainSequence], *, packing: bool, max_tokens: 
 
 
 def collate_packed(group: Seq[TrainSequence]) -> dict[str, torch.Tensor]:
-    """One row holding every sequence of ``group`` end to end, positions restarting per sequence."""
+    """One row holding every sequence of ``group`` end to end, positions restarting per sequence.
+
+    Sequences of one and the same length (full windows, the common case at the long length) are
+    stacked as a plain ``[B, L]`` batch instead: no padding either, and attention keeps its fast
+    causal path (no block mask).
+    """
+    if len(group) > 1 and len({len(s) for s in group}) == 1:
+        labels = []
+        for s in group:
+            lab = list(s.labels)
+            lab[0] = IGNORE
+            labels.append(lab)
+        n = len(group[0])
+        return {"input_ids": torch.tensor([s.input_ids for s in group], dtype=torch.long),
+                "position_ids": torch.arange(n).repeat(len(group), 1),
+                "labels": torch.tensor(labels, dtype=torch.long)}
     ids: list[int] = []
     pos: list[int] = []
     labels: list[int] = []

@@ -15,12 +15,13 @@ from ..names import COLORS, checkpoint_label
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """A run's ``metrics.csv`` with its run.json fields as columns (run_id, composer, loss...)."""
+    """A run's ``metrics.csv`` with its run.json fields as columns (run_id, composer, loss_type...)."""
     run_dir = Path(run_dir)
     df = pd.read_csv(run_dir / "metrics.csv")
     rec = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
-    for k in ("run_id", "stage", "composer", "mode", "loss", "rope_theta", "train_length"):
+    for k in ("run_id", "stage", "composer", "mode", "rope_theta", "train_length"):
         df[k] = rec.get(k)
+    df["loss_type"] = rec.get("loss")  # masked / full ("loss" is the value column)
     df["run_id"] = df["run_id"].fillna(run_dir.name)
     return df
 
@@ -48,7 +49,7 @@ def plot_training_curves(run_dirs: list[str | Path], *, x: str = "step", smooth_
         if r["stage"] == "base":
             label = f"Base pretraining (θ={float(r['rope_theta']):,.0f})"
         else:
-            label = checkpoint_label(composer, r["mode"], r["loss"], r["rope_theta"], with_loss=True)
+            label = checkpoint_label(composer, r["mode"], r["loss_type"], r["rope_theta"], with_loss=True)
         color = COLORS.get(composer or "", f"C{i % 10}")
         xs = df["train_tokens"] / 1e6 if x == "tokens" else df["step"]
         ax.plot(xs, smooth(df["loss"], smooth_window), color=color, ls=styles[i % len(styles)],
@@ -56,6 +57,10 @@ def plot_training_curves(run_dirs: list[str | Path], *, x: str = "step", smooth_
         ax2.plot(df["step"], df["tokens_per_s"], color=color, ls=styles[i % len(styles)], lw=1.0)
     ax.set_xlabel("Training tokens (M)" if x == "tokens" else "Optimizer step")
     ax.set_ylabel("Training loss (nats/token)")
+    from matplotlib.ticker import MaxNLocator
+
+    for a in (ax, ax2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8, loc="upper right")
     ax2.set_xlabel("Optimizer step")
     ax2.set_ylabel("Tokens per second")

@@ -1,0 +1,68 @@
+# ---
+# jupyter:
+#   jupytext: {formats: "py:percent"}
+#   kernelspec: {display_name: Python 3, language: python, name: python3}
+#   language_info: {name: python}
+# ---
+
+# %% [markdown]
+# # 04 · Stage A: base pretraining
+#
+# Our stand-in for OpenCoder's original pretraining (SPEC section 5 starts from OpenCoder-1.5B-Base,
+# pretrained on single files at 4,096 tokens with RoPE base θ = 10,000). Here a from-scratch Llama
+# model of the profile's preset learns from the file-level corpus at the profile's base length with
+# θ = 10,000; every token carries the loss.
+#
+# The notebook **launches** `rlctx train PROFILE --stage base` as a subprocess (it never trains inside
+# the kernel; `--resume` continues an interrupted run and a finished run is skipped), then plots the
+# run's logs from `results/<profile>/runs/<run_id>/metrics.csv`.
+
+# %% tags=["parameters"]
+profile = "smoke"
+run_id = "base"
+# e.g. ["stop_step=100", "lr=5e-4"] (bare keys go to [base_training])
+overrides = []
+# results root; None = results/<profile>
+out_dir = None
+# False: only plot the existing logs
+train = True
+# e.g. "configs/accelerate/ddp.yaml" on a multi-GPU machine
+accelerate_config = None
+figures_dir = "paper/figures"
+
+# %%
+from pathlib import Path
+
+from IPython.display import Image, display
+
+from rlctx_utils.io import read_json
+from rlctx_utils.paths import results_dir
+from rlctx_utils.plots import save_figure
+from rlctx_utils.training.cli import launch
+from rlctx_utils.training.plots import plot_training_curves, read_metrics
+
+root = Path(out_dir) if out_dir else results_dir(profile)
+run_dir = root / "runs" / run_id
+
+# %%
+if train:
+    launch(profile, stage="base", run_id=run_id, overrides=list(overrides), out_dir=out_dir,
+           accelerate_config=accelerate_config)
+
+# %%
+record = read_json(run_dir / "run.json")
+{k: record.get(k) for k in ("run_id", "status", "step", "train_length", "rope_theta", "train_tokens",
+                            "final_loss", "wall_time_s", "data_order_hash")}
+
+# %%
+metrics = read_metrics(run_dir)
+metrics[["step", "loss", "lr", "grad_norm", "tokens_per_s", "train_tokens"]].tail()
+
+# %%
+fig = plot_training_curves([run_dir], smooth_window=5 if len(metrics) > 50 else 1,
+                           title=f"Stage A, base pretraining ({profile} profile)")
+png = save_figure(fig, f"training_base_{profile}", out_dir=Path(figures_dir),
+                  caption=f"Stage A training loss and throughput, {profile} profile (run {run_id}).",
+                  source=str(run_dir / "metrics.csv"),
+                  regenerate=f"python -m rlctx_utils.notebooks run notebooks/04_base_pretraining.py -p profile {profile}")
+display(Image(filename=str(png)))
