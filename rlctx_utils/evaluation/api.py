@@ -1,0 +1,387 @@
+"""Evaluations as stored results: checkpoints, benchmarks, eval ids, skip-or-run, summaries.
+
+One evaluation = one checkpoint x one benchmark x one (composer, maximum context) x one protocol.
+It writes three files under ``results/<profile>/evals/``:
+
+- ``<eval_id>.parquet``: one record per target line (see :data:`runner.LINE_COLUMNS`), so that
+  statistics can pair outcomes line by line;
+- ``<eval_id>.summary.csv``: rows in the tidy results schema (:mod:`rlctx_utils.schema`), one per
+  line type and per evaluation role the computation serves (Path Distance at the extended length
+  is PD-ext, the Or-ext of a Path Distance checkpoint, and a point of the sweep);
+- ``<eval_id>.json``: the sidecar (config, git SHA, versions, wall time), written last.
+
+Rerunning an evaluation whose files exist with the same config does nothing; the same id with a
+different config is an error (:class:`EvalConflictError`) and nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import schema
+from ..config import config_hash
+from ..data.types import CATEGORIES, Datapoint
+from ..io import atomic_path, read_json, write_sidecar
+from ..paths import REPO_ROOT, results_dir
+from . import metrics, presets
+from .protocols import get_protocol
+from .runner import EvalError
+
+
+class EvalConflictError(EvalError):
+    """An evaluation with the same id but a different config already exists."""
+
+
+class BenchmarkError(EvalError):
+    """A benchmark name or path that cannot be loaded."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints and their run records
+
+@dataclass
+class CheckpointInfo:
+    """What the tables need to know about an evaluated checkpoint (from its run record)."""
+
+    ref: str  # path (relative to the repository when inside it) or hub id
+    name: str  # display name (the tables' row label)
+    run_id: str | None = None
+    stage: str | None = None
+    model: str | None = None
+    composer: str | None = None
+    mode: str | None = None
+    loss: str | None = None
+    theta: float | None = None
+    train_tokens: float | None = None
+    train_length: int | None = None
+    fingerprint: str | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def own_composer(self) -> str | None:
+        """The composer the checkpoint was trained with; a base model's is File-level (single files).
+        None for a model without a run record."""
+        if self.composer:
+            return self.composer
+        if self.stage == "base":
+            return presets.FILE_LEVEL
+        return None
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(REPO_ROOT.resolve()))
+    except ValueError:
+        return str(p.resolve())
+
+
+def find_run_record(checkpoint: str | os.PathLike[str]) -> Path | None:
+    """``run.json`` of the run a checkpoint folder belongs to (``<run>/checkpoints/<name>/``)."""
+    p = Path(checkpoint).expanduser()
+    if not p.exists():
+        return None
+    for d in [p, *list(p.resolve().parents)[:3]]:
+        if (d / "run.json").is_file():
+            return d / "run.json"
+    return None
+
+
+def _num(x: Any, kind=float):
+    try:
+        return kind(x) if x is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def read_run_record(checkpoint: str | os.PathLike[str]) -> CheckpointInfo:
+    """A checkpoint's metadata, tolerant of missing keys and of checkpoints without a run record
+    (hub models: composer, loss, tokens unknown)."""
+    from ..names import checkpoint_label
+
+    p = Path(checkpoint).expanduser()
+    rec_path = find_run_record(p)
+    rec: dict[str, Any] = read_json(rec_path) if rec_path else {}
+    is_path = p.exists()
+    ref = _rel(p) if is_path else str(checkpoint)
+    composer = rec.get("composer") or None
+    theta = _num(rec.get("rope_theta") if rec.get("rope_theta") is not None else rec.get("theta"))
+    tokens = next((_num(rec[k]) for k in ("train_tokens", "tokens", "tokens_seen", "tokens_trained")
+                   if rec.get(k) is not None), None)
+    model = rec.get("model")
+    if isinstance(model, dict):
+        model = model.get("preset") or model.get("name_or_path")
+    info = CheckpointInfo(
+        ref=ref, name="", run_id=rec.get("run_id"), stage=rec.get("stage"), model=model, composer=composer,
+        mode=rec.get("mode") or (None if composer in (None, presets.FILE_LEVEL) else "original"),
+        loss=rec.get("loss"), theta=theta, train_tokens=tokens,
+        train_length=_num(rec.get("train_length") or rec.get("seq_len"), int), record=rec)
+    if rec:
+        step = "" if p.name in ("final", "") or p == rec_path.parent else f" @{p.name}"
+        if composer is None and info.stage == "base":
+            name = "Base model" + (f", θ={theta:,.0f}" if theta else "")
+        else:
+            name = checkpoint_label(composer, info.mode, info.loss, theta)
+            if composer not in (None, presets.FILE_LEVEL) and theta and theta != 500000:
+                name += f", θ={theta:,.0f}"
+            if info.loss == "full":
+                name += ", full"
+        info.name = name + step
+        info.fingerprint = f"{rec.get('run_id')}:{rec.get('config_hash')}:{p.name}"
+    else:
+        info.name = Path(str(checkpoint)).name if is_path else str(checkpoint)
+        info.fingerprint = ref
+    return info
+
+
+def model_theta(model) -> float | None:
+    """RoPE base the loaded model runs with (transformers 5 keeps it in ``rope_parameters``)."""
+    rp = getattr(model.config, "rope_parameters", None) or {}
+    if isinstance(rp, dict) and "rope_theta" in rp:
+        return float(rp["rope_theta"])
+    t = getattr(model.config, "rope_theta", None)
+    return float(t) if t is not None else None
+
+
+def resolve_composer(composer: str, info: CheckpointInfo) -> str:
+    """``own`` -> the checkpoint's training composer (read from its run record)."""
+    if composer != presets.OWN:
+        return composer
+    own = info.own_composer
+    if own is None:
+        raise EvalError(f"checkpoint {info.ref!r} has no run record naming its training composer, so "
+                        "'own' is unknown; pass --composer file_level or path_distance_py")
+    if own == "mixed":  # the paper evaluates Mixed context with its realistic composers drawn per datapoint
+        return own
+    return own
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks
+
+@dataclass
+class Benchmark:
+    name: str
+    datapoints: list[Datapoint]
+
+    @property
+    def fingerprint(self) -> str:
+        h = hashlib.sha1("\n".join(dp.id for dp in self.datapoints).encode()).hexdigest()[:16]
+        return f"{len(self.datapoints)}:{h}"
+
+
+def default_benchmark(profile: str | None, cfg: dict[str, Any] | None) -> str:
+    """The profile's ``[eval] benchmark``, else the benchmark split of its mined data folder."""
+    ev = (cfg or {}).get("eval") or {}
+    if ev.get("benchmark"):
+        return str(ev["benchmark"])
+    if profile:
+        return str(results_dir(profile) / "data")
+    raise BenchmarkError("no benchmark given: pass --benchmark lca:large_context, a folder or a parquet file")
+
+
+def load_benchmark(spec: str, *, limit: int | None = None, lca_path: str | None = None) -> Benchmark:
+    """Datapoints of a benchmark.
+
+    ``lca:<config>`` (e.g. ``lca:large_context``): the real LCA benchmark from the hub or, with
+    ``lca_path`` or ``lca:<config>:<path>``, from local parquet files. A folder (a mining run's
+    output) or a parquet file: our LCA-format benchmark (its ``benchmark`` split when it has one).
+    ``limit`` keeps the first N datapoints (the benchmark gets a distinct name).
+    """
+    if spec.startswith("lca:"):
+        from ..data.lca import load_lca
+
+        parts = spec.split(":", 2)
+        config = parts[1] or "large_context"
+        path = parts[2] if len(parts) > 2 else lca_path
+        dps = load_lca(config, path)
+        name = f"lca-{config}"
+    else:
+        from ..data.store import load_datapoints
+
+        p = Path(spec).expanduser()
+        if not p.exists():
+            raise BenchmarkError(f"benchmark {spec!r} is neither lca:<config> nor an existing folder or parquet "
+                                 "file; mine one with `rlctx data ...` or pass --benchmark lca:large_context")
+        dps = load_datapoints(p, split="benchmark") if p.is_dir() else load_datapoints(p)
+        if p.is_file() and any(dp.split == "benchmark" for dp in dps):
+            dps = [dp for dp in dps if dp.split == "benchmark"]
+        name = p.stem if p.is_file() else (p.parent.name if p.name == "data" else p.name) + "-benchmark"
+    if not dps:
+        raise BenchmarkError(f"benchmark {spec!r} holds no datapoints")
+    if limit:
+        dps = dps[: int(limit)]
+        name += f"-first{int(limit)}"
+    return Benchmark(name, dps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored evaluations
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", s).strip("_") or "x"
+
+
+def eval_id(info: CheckpointInfo, composer: str, max_context: int, protocol: str, benchmark: str) -> str:
+    """``<checkpoint>__<composer>-<max context>__<protocol>__<benchmark>``."""
+    ck = info.run_id or info.ref
+    if info.run_id and info.fingerprint and not info.fingerprint.endswith(":final"):
+        ck += "@" + info.fingerprint.rsplit(":", 1)[-1]
+    return "__".join(_slug(x) for x in (ck, f"{composer}-{max_context}", protocol, benchmark))
+
+
+def evals_dir(profile: str, out_dir: str | os.PathLike[str] | None = None) -> Path:
+    return Path(out_dir) if out_dir else results_dir(profile) / "evals"
+
+
+def summary_rows(lines: pd.DataFrame, *, info: CheckpointInfo, profile: str, cfg: dict[str, Any] | None,
+                 composer: str, max_context: int, protocol: str, benchmark: str, theta: float | None,
+                 note: str | None = None) -> pd.DataFrame:
+    """The tidy summary of one evaluation: one row per line type x role the computation serves."""
+    proto = get_protocol(protocol)
+    summ = metrics.summarize(lines, file_average=proto.file_average)
+    roles = presets.roles_of(composer, max_context, info.own_composer, cfg)
+    parts = []
+    for role in roles:
+        s = summ.copy()
+        s["eval_role"] = role
+        s["eval_setting"] = presets.setting_label(role, composer, max_context)
+        s["table"] = "eval-sweep" if role == "sweep" else "eval"
+        parts.append(s)
+    df = pd.concat(parts, ignore_index=True)
+    df["source"] = profile
+    df["checkpoint"] = info.name
+    df["model"] = info.model
+    df["composer"] = info.composer
+    df["mode"] = info.mode
+    df["loss"] = info.loss
+    df["theta"] = theta if theta is not None else info.theta
+    df["train_tokens"] = info.train_tokens
+    df["train_length"] = info.train_length
+    df["eval_composer"] = composer
+    df["max_context"] = max_context
+    df["protocol"] = protocol
+    df["benchmark"] = benchmark
+    df["note"] = note
+    return schema.conform(df)
+
+
+@dataclass
+class EvalRequest:
+    """Everything that decides an evaluation's result (its identity)."""
+
+    checkpoint: str
+    checkpoint_fingerprint: str | None
+    benchmark: str
+    benchmark_fingerprint: str
+    composer: str
+    mode: str
+    max_context: int
+    protocol: str
+    fmt: str
+    seed: int
+    categories: list[str]
+
+    def identity(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def existing(path: Path, request: EvalRequest) -> bool:
+    """True when ``path`` holds this evaluation already; raises on a different config."""
+    side = path.with_suffix(".json")
+    if not side.exists():
+        return False
+    rec = read_json(side)
+    old = (rec.get("config") or {}).get("identity")
+    if old != request.identity():
+        diff = sorted(k for k in set(old or {}) | set(request.identity())
+                      if (old or {}).get(k) != request.identity().get(k))
+        raise EvalConflictError(
+            f"evaluation {path.stem!r} exists with a different config (differs in {diff}); nothing was "
+            f"overwritten: delete {path.parent}/{path.stem}.* to redo it")
+    return path.exists() and path.with_suffix(".summary.csv").exists()
+
+
+def run_eval(checkpoint: str | os.PathLike[str], *, composer: str, max_context: int, protocol: str | None = None,
+             profile: str = "smoke", benchmark: str | Benchmark | None = None, limit: int | None = None,
+             cfg: dict[str, Any] | None = None, model=None, tokenizer=None, mode: str | None = None,
+             fmt: str = "opencoder", seed: int | None = None, categories: tuple[str, ...] = CATEGORIES,
+             engine: str = "fast", batch_tokens: int | None = None, device: str | None = None,
+             dtype: str = "auto", out_dir: str | os.PathLike[str] | None = None, progress: bool = True,
+             lca_path: str | None = None) -> dict[str, Any]:
+    """Evaluate one checkpoint in one setting and store the results (skipped when already there).
+
+    Returns ``{"eval_id", "path", "skipped", "summary", "lines"}`` (``lines`` is None when skipped).
+    """
+    from ..config import load_profile
+    from .runner import evaluate
+
+    if cfg is None:
+        try:
+            cfg = load_profile(profile)
+        except Exception:  # a custom profile name without a file: presets need lengths
+            cfg = {}
+    ev = cfg.get("eval") or {}
+    protocol = protocol or ev.get("protocol") or "thesis"
+    get_protocol(protocol)
+    seed = int(seed if seed is not None else ev.get("seed", cfg.get("seed", 0)))
+    batch_tokens = int(batch_tokens or ev.get("batch_tokens", 8192))
+    info = read_run_record(checkpoint)
+    resolved = resolve_composer(composer, info)
+    mode = mode or (info.mode if composer == presets.OWN and info.mode else "original")
+    bench = benchmark if isinstance(benchmark, Benchmark) else load_benchmark(
+        benchmark or default_benchmark(profile, cfg), limit=limit, lca_path=lca_path)
+    request = EvalRequest(checkpoint=info.ref, checkpoint_fingerprint=info.fingerprint, benchmark=bench.name,
+                          benchmark_fingerprint=bench.fingerprint, composer=resolved, mode=mode,
+                          max_context=int(max_context), protocol=protocol, fmt=fmt, seed=seed,
+                          categories=list(categories))
+    eid = eval_id(info, resolved if mode == "original" else f"{resolved}-{mode}", max_context, protocol, bench.name)
+    out = evals_dir(profile, out_dir)
+    path = out / f"{eid}.parquet"
+    if existing(path, request):
+        return {"eval_id": eid, "path": path, "skipped": True, "lines": None,
+                "summary": schema.conform(pd.read_csv(out / f"{eid}.summary.csv"))}
+    t0 = time.time()
+    if model is None:
+        from ..models import load_model
+        from ..tokenizer import load_tokenizer
+
+        tokenizer = tokenizer or load_tokenizer(str(checkpoint))
+        model = load_model(str(checkpoint), dtype=dtype, device=device)
+    lines = evaluate(model, tokenizer, bench.datapoints, composer=resolved, max_context=int(max_context),
+                     protocol=protocol, mode=mode, fmt=fmt, seed=seed, categories=categories, engine=engine,
+                     batch_tokens=batch_tokens, progress=progress)
+    wall = time.time() - t0
+    summary = summary_rows(lines, info=info, profile=profile, cfg=cfg, composer=resolved,
+                           max_context=int(max_context), protocol=protocol, benchmark=bench.name,
+                           theta=model_theta(model))
+    with atomic_path(path) as tmp:
+        lines.to_parquet(tmp, index=False)
+    with atomic_path(out / f"{eid}.summary.csv") as tmp:
+        summary.to_csv(tmp, index=False)
+    write_sidecar(path, {"identity": request.identity(), "engine": engine, "batch_tokens": batch_tokens,
+                         "profile": profile, "checkpoint_record": info.record, "n_lines": len(lines),
+                         "config_hash": config_hash(request.identity())}, wall_time_s=wall)
+    return {"eval_id": eid, "path": path, "skipped": False, "summary": summary, "lines": lines}
+
+
+def collect_results(profile: str, out_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Every stored evaluation summary of a profile, in the tidy schema (validated)."""
+    d = evals_dir(profile, out_dir)
+    files = sorted(d.glob("*.summary.csv")) if d.exists() else []
+    frames = [pd.read_csv(f) for f in files if f.with_name(f.name.replace(".summary.csv", ".json")).exists()]
+    if not frames:
+        return schema.empty()
+    return schema.validate(pd.concat([schema.conform(f) for f in frames], ignore_index=True))
+
+
+def load_lines(profile: str, eval_id_: str, out_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """The per-line records of one stored evaluation."""
+    return pd.read_parquet(evals_dir(profile, out_dir) / f"{eval_id_}.parquet")

@@ -1,0 +1,123 @@
+"""``rlctx eval``: evaluate checkpoints on a benchmark under the paper's settings.
+
+Examples::
+
+    rlctx eval --profile smoke --checkpoint results/smoke/runs/base/checkpoints/final \\
+        --composer path_distance_py --max-context 1024 --protocol thesis
+    rlctx eval --profile cpu --checkpoint runs --preset all          # every finished run, 4 settings
+    rlctx eval --profile cpu --checkpoint runs --sweep               # the extrapolation sweep
+    rlctx eval --profile paper --checkpoint infly/OpenCoder-1.5B-Base \\
+        --benchmark lca:large_context --preset FL-base,PD-ext --protocol lca
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _checkpoints(spec: list[str], profile: str) -> list[str]:
+    """``runs``: every run of the profile with a final checkpoint; otherwise paths or hub ids."""
+    from ..paths import results_dir
+
+    out: list[str] = []
+    for s in spec:
+        if s == "runs":
+            found = sorted(str(p) for p in (results_dir(profile) / "runs").glob("*/checkpoints/final")
+                           if p.is_dir())
+            if not found:
+                from .runner import EvalError
+                raise EvalError(f"no finished runs under {results_dir(profile) / 'runs'}: train first "
+                                "(rlctx train ...) or pass --checkpoint PATH")
+            out += found
+        else:
+            out.append(s)
+    return out
+
+
+def _settings(args, cfg) -> list[tuple[str, int]]:
+    from . import presets
+    from .runner import EvalError
+
+    todo: list[tuple[str, int]] = []
+    if args.preset:
+        names = [x.strip() for x in args.preset.split(",") if x.strip()]
+        table = {s.role: s for s in presets.preset_settings(cfg)}
+        if names == ["all"]:
+            names = list(table)
+        for n in names:
+            if n not in table:
+                raise EvalError(f"unknown preset {n!r}: give all or a comma list of {sorted(table)}")
+            todo.append((table[n].composer, table[n].max_context))
+    if args.sweep:
+        todo += [(s.composer, s.max_context) for s in presets.sweep_settings(cfg)]
+    if args.composer or args.max_context:
+        if not (args.composer and args.max_context):
+            raise EvalError("--composer and --max-context go together")
+        todo.append((args.composer, int(args.max_context)))
+    if not todo:
+        raise EvalError("nothing to evaluate: give --composer and --max-context, --preset all, or --sweep")
+    return list(dict.fromkeys(todo))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..config import load_profile
+    from .api import load_benchmark, default_benchmark, run_eval
+
+    cfg = load_profile(args.profile, args.set)
+    ev = cfg.get("eval") or {}
+    settings = _settings(args, cfg)
+    bench = load_benchmark(args.benchmark or default_benchmark(args.profile, cfg),
+                           limit=args.limit if args.limit is not None else ev.get("limit"), lca_path=args.lca)
+    protocols = [p.strip() for p in (args.protocol or ev.get("protocol", "thesis")).split(",")]
+    for ck in _checkpoints(args.checkpoint, args.profile):
+        model = tok = None
+        for composer, n in settings:
+            for proto in protocols:
+                if model is None and not args.dry_run:
+                    from ..models import load_model
+                    from ..tokenizer import load_tokenizer
+                    tok = load_tokenizer(ck)
+                    model = load_model(ck, dtype=args.dtype, device=args.device)
+                if args.dry_run:
+                    print(f"would evaluate {ck} {composer}@{n} {proto} on {bench.name}")
+                    continue
+                res = run_eval(ck, composer=composer, max_context=n, protocol=proto, profile=args.profile,
+                               benchmark=bench, cfg=cfg, model=model, tokenizer=tok, engine=args.engine,
+                               batch_tokens=args.batch_tokens, out_dir=args.out_dir,
+                               progress=sys.stderr.isatty())
+                s = res["summary"]
+                first = s.drop_duplicates("line_type").set_index("line_type")
+                cells = ", ".join(f"{lt} EM {first.at[lt, 'em']:.1f} tok-acc {first.at[lt, 'token_acc']:.1f}"
+                                  for lt in ("inproject", "infile", "micro") if lt in first.index)
+                state = "exists, skipped" if res["skipped"] else "done"
+                print(f"{res['eval_id']}: {state}; {cells}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="single-line completion exact match (LCA / thesis protocols)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="smoke", help="profile (configs/<profile>.toml); results go to "
+                   "results/<profile>/evals/")
+    p.add_argument("--checkpoint", nargs="+", required=True,
+                   help="checkpoint folders or hub ids; 'runs' = every finished run of the profile")
+    p.add_argument("--benchmark", help="lca:<config>[:<path>], a mined data folder or a parquet file "
+                   "(default: the profile's [eval] benchmark, else results/<profile>/data)")
+    p.add_argument("--lca", help="local folder of LCA parquet files for --benchmark lca:<config>")
+    p.add_argument("--composer", help="file_level, path_distance_py, own (the checkpoint's training composer) "
+                   "or any registered composer")
+    p.add_argument("--max-context", type=int, help="maximum prompt length in tokens")
+    p.add_argument("--preset", help="all, or a comma list of FL-base, PD-base, PD-ext, Or-ext")
+    p.add_argument("--sweep", action="store_true", help="Path Distance at base/4 ... 8x extended length")
+    p.add_argument("--protocol", help="lca, thesis or lca,thesis (default: the profile's [eval] protocol)")
+    p.add_argument("--limit", type=int, help="first N datapoints of the benchmark only")
+    p.add_argument("--engine", default="fast", choices=["fast", "reference"])
+    p.add_argument("--batch-tokens", type=int, help="tokens per forward batch (default [eval] batch_tokens)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--out-dir", type=Path, help="write evaluations here instead of results/<profile>/evals")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override")
+    p.add_argument("--dry-run", action="store_true", help="list what would be evaluated")
+    p.set_defaults(func=cmd_eval)
