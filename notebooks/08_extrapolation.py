@@ -1,0 +1,49 @@
+# ---
+# jupyter:
+#   jupytext: {formats: "py:percent"}
+#   kernelspec: {display_name: Python 3, language: python, name: python3}
+#   language_info: {name: python}
+# ---
+
+# %% [markdown]
+# # 08 · Extrapolation: exact match versus maximum context
+#
+# The paper evaluates the File-level and Path Distance .py checkpoints with the Path Distance
+# composer at maximum contexts from 1K to 128K tokens without any further RoPE change (Figure 2):
+# the file-level checkpoint (trained at 4K) peaks at 16K, the Path Distance one (trained at 16K)
+# peaks at 32K and collapses at 128K. Our sweep runs from base/4 to 8x the extended length of the
+# profile (`rlctx eval --profile PROFILE --checkpoint runs --sweep`). The published curves are drawn
+# first, ours below with the same function; dotted lines mark each checkpoint's training length.
+
+# %% tags=["parameters"]
+profile = "smoke"
+protocol = "thesis"
+results_csv = "results/paper/results.csv"
+metrics_to_show = "em,token_acc"
+figures_dir = ""      # default: results/<profile>/figures
+
+# %%
+from pathlib import Path
+
+from IPython.display import Image, display
+
+from rlctx_utils import plots, published
+from rlctx_utils.evaluation import report
+
+paper = published.load(Path(results_csv))
+ours = report.load(profile)
+out_figs = Path(figures_dir) if figures_dir else report.out_dirs(profile)[1]
+
+# %%
+for metric in metrics_to_show.split(","):
+    frame = report.sweep_frame(ours, paper, protocol=protocol, metric=metric)
+    if frame.empty or (metric != "em" and not len(ours)):
+        print(f"{metric}: no sweep results yet")
+        continue
+    fig = plots.plot_extrapolation(frame, metric=metric)
+    png = plots.save_figure(fig, f"08_extrapolation_{protocol}_{metric}", out_dir=out_figs,
+                            caption=f"{metric} versus maximum context (Path Distance composer); paper (Figure 2) "
+                                    f"and profile {profile} ({protocol} protocol)",
+                            source=f"results/paper/results.csv, results/{profile}/evals",
+                            regenerate="notebooks/08_extrapolation.py")
+    display(Image(filename=str(png)))
