@@ -25,6 +25,7 @@ profile = "smoke"
 results_csv = "results/paper/results.csv"
 metrics_to_show = "em,token_acc,line_loss"
 tables_dir = ""       # default: results/<profile>/tables
+evals_dir = ""        # default: results/<profile>/evals
 
 # %%
 from pathlib import Path
@@ -39,7 +40,7 @@ paper = published.load(Path(results_csv))
 display(Markdown(tables.table3(paper[paper["table"] == "table3"]).to_markdown()))
 
 # %%
-ours = report.load(profile)
+ours = report.load(profile, evals_dir or None)
 out_tables = Path(tables_dir) if tables_dir else report.out_dirs(profile)[0]
 print(f"{len(ours)} summary rows from results/{profile}/evals")
 if len(ours):
@@ -64,7 +65,7 @@ for protocol in sorted(ours["protocol"].dropna().unique()):
 # ## How far the two protocols agree, line by line
 
 # %%
-agreement = report.protocol_agreement(profile)
+agreement = report.protocol_agreement(profile, evals_dir or None)
 if len(agreement):
     display(agreement.round(3))
 else:

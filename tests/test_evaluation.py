@@ -370,3 +370,11 @@ def test_eval_cli_end_to_end(py_tokenizer, memorizer, dps, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == mtime
     assert main(argv + ["--set", "seed=99"]) == 2
     assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == mtime
+    # notebook 06 renders the tables of these evaluations and the protocols' agreement
+    from rlctx_utils.notebooks import run_notebook
+
+    run_notebook("notebooks/06_evaluation.py", parameters={"profile": "smoke", "evals_dir": str(out),
+                                                           "tables_dir": str(tmp_path / "tables")},
+                 out_dir=tmp_path / "nb")
+    md = (tmp_path / "tables" / "06_eval_thesis_token_acc.md").read_text()
+    assert "Path Distance .py" in md and "PD-1K" in md

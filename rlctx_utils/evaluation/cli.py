@@ -111,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-context", type=int, help="maximum prompt length in tokens")
     p.add_argument("--preset", help="all, or a comma list of FL-base, PD-base, PD-ext, Or-ext")
     p.add_argument("--sweep", action="store_true", help="Path Distance at base/4 ... 8x extended length")
-    p.add_argument("--protocol", help="lca, thesis or lca,thesis (default: the profile's [eval] protocol)")
+    p.add_argument("--protocol", help="lca, thesis, thesis-separate, or a comma list such as lca,thesis (default: the profile's [eval] protocol)")
     p.add_argument("--limit", type=int, help="first N datapoints of the benchmark only")
     p.add_argument("--engine", default="fast", choices=["fast", "reference"])
     p.add_argument("--batch-tokens", type=int, help="tokens per forward batch (default [eval] batch_tokens)")
