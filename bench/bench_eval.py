@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--settings", default="file_level:256,path_distance_py:1024")
     ap.add_argument("--protocols", default="lca,thesis")
     ap.add_argument("--out", default="eval")
+    ap.add_argument("--decode-tokens", type=int, default=None,
+                    help="cache tokens decoded together (default: 2 x batch_tokens)")
     args = ap.parse_args()
 
     from rlctx_utils.config import load_profile
@@ -101,7 +103,8 @@ def main() -> None:
             for engine in ("reference", "fast"):
                 tasks = build_tasks(bench.datapoints, tok, composer=composer, max_context=int(n), protocol=proto)
                 t = time.time()
-                run_tasks(model, tok, tasks, proto, engine=engine, batch_tokens=int(cfg["eval"].get("batch_tokens", 8192)))
+                run_tasks(model, tok, tasks, proto, engine=engine, batch_tokens=int(cfg["eval"].get("batch_tokens", 8192)),
+                          decode_tokens=args.decode_tokens or cfg["eval"].get("decode_tokens"))
                 res[engine] = (tasks_frame(tasks), time.time() - t)
             ref, fast = res["reference"][0], res["fast"][0]
             same_pred = int((ref["prediction"] == fast["prediction"]).sum())

@@ -245,8 +245,9 @@ def test_fast_engine_random_model_long_generations(py_tokenizer, dps):
     model = build_model("smoke", len(py_tokenizer), seed=3).eval()
     proto = Protocol("lca-short", trailing_newline=False, generate=True, strip=True, file_average=True,
                      min_tokens=6, max_new_tokens=24)
-    ref = _frame(model, py_tokenizer, dps[:1], proto, "reference")
-    fast = _frame(model, py_tokenizer, dps[:1], proto, "fast", batch_tokens=2000)
+    ref = _frame(model, py_tokenizer, dps, proto, "reference")
+    # small batches of different lengths: open rows of several batches are decoded together
+    fast = _frame(model, py_tokenizer, dps, proto, "fast", batch_tokens=300)
     assert list(ref["prediction"]) == list(fast["prediction"])
     assert (ref["stop"] == "cap").any()
     # no empty prediction caused by an earlier line: stopped-on-newline lines generated >= 6 tokens
@@ -378,3 +379,23 @@ def test_eval_cli_end_to_end(py_tokenizer, memorizer, dps, tmp_path):
                  out_dir=tmp_path / "nb")
     md = (tmp_path / "tables" / "06_eval_thesis_token_acc.md").read_text()
     assert "Path Distance .py" in md and "PD-1K" in md
+
+
+def test_summary_roles_follow_mode():
+    """Or-ext is the checkpoint's own composer in its own mode; the other settings use original."""
+    from rlctx_utils.evaluation.api import CheckpointInfo, summary_rows
+
+    lines = pd.DataFrame({"datapoint": ["a"], "category": ["inproject"], "match": [True], "line_loss": [1.0],
+                          "token_acc": [1.0], "edit_sim": [100.0]})
+    cfg = {"base_length": 256, "extended_length": 1024}
+    info = CheckpointInfo(ref="x", name="PD (reversed)", composer="path_distance_py", mode="reversed", stage="repo")
+
+    def roles(mode, who=info):
+        d = summary_rows(lines, info=who, profile="smoke", cfg=cfg, composer="path_distance_py", max_context=1024,
+                         protocol="thesis", benchmark="b", theta=None, mode=mode)
+        return sorted(set(zip(d["eval_role"], d["eval_setting"])))
+
+    assert roles("original") == [("PD-ext", "PD-1K"), ("sweep", "PD-1K")]
+    assert roles("reversed") == [("Or-ext", "Or-1K")]
+    fl = CheckpointInfo(ref="y", name="File-level", composer="file_level", stage="repo")
+    assert roles("reversed", fl) == [("custom", "PD-1K (reversed)")]

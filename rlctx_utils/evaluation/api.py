@@ -243,16 +243,22 @@ def evals_dir(profile: str, out_dir: str | os.PathLike[str] | None = None) -> Pa
 
 def summary_rows(lines: pd.DataFrame, *, info: CheckpointInfo, profile: str, cfg: dict[str, Any] | None,
                  composer: str, max_context: int, protocol: str, benchmark: str, theta: float | None,
-                 note: str | None = None) -> pd.DataFrame:
+                 mode: str = "original", note: str | None = None) -> pd.DataFrame:
     """The tidy summary of one evaluation: one row per line type x role the computation serves."""
     proto = get_protocol(protocol)
     summ = metrics.summarize(lines, file_average=proto.file_average)
     roles = presets.roles_of(composer, max_context, info.own_composer, cfg)
+    if mode != (info.mode or "original"):  # Or-ext is the checkpoint's own composer in its own mode
+        roles = [r for r in roles if r != "Or-ext"]
+    if mode != "original":  # the other settings use the original mode
+        roles = [r for r in roles if r == "Or-ext"]
+    roles = roles or ["custom"]
     parts = []
     for role in roles:
         s = summ.copy()
         s["eval_role"] = role
-        s["eval_setting"] = presets.setting_label(role, composer, max_context)
+        label = presets.setting_label(role, composer, max_context)
+        s["eval_setting"] = label if mode == "original" or role == "Or-ext" else f"{label} ({mode})"
         s["table"] = "eval-sweep" if role == "sweep" else "eval"
         parts.append(s)
     df = pd.concat(parts, ignore_index=True)
@@ -357,11 +363,11 @@ def run_eval(checkpoint: str | os.PathLike[str], *, composer: str, max_context: 
         model = load_model(str(checkpoint), dtype=dtype, device=device)
     lines = evaluate(model, tokenizer, bench.datapoints, composer=resolved, max_context=int(max_context),
                      protocol=protocol, mode=mode, fmt=fmt, seed=seed, categories=categories, engine=engine,
-                     batch_tokens=batch_tokens, progress=progress)
+                     batch_tokens=batch_tokens, decode_tokens=ev.get("decode_tokens"), progress=progress)
     wall = time.time() - t0
     summary = summary_rows(lines, info=info, profile=profile, cfg=cfg, composer=resolved,
                            max_context=int(max_context), protocol=protocol, benchmark=bench.name,
-                           theta=model_theta(model))
+                           theta=model_theta(model), mode=mode)
     with atomic_path(path) as tmp:
         lines.to_parquet(tmp, index=False)
     with atomic_path(out / f"{eid}.summary.csv") as tmp:

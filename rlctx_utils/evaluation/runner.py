@@ -347,12 +347,15 @@ def _expand_cache(cache, batch: int):
 
 class _Fast:
     def __init__(self, model, tokenizer, proto: Protocol, voc: _Vocab, batch_tokens: int, max_rows: int,
-                 early_stop: bool = True):
+                 early_stop: bool = True, decode_tokens: int | None = None):
         self.model, self.tok, self.proto, self.voc = model, tokenizer, proto, voc
         self.early_stop = early_stop
+        self.decode_tokens = decode_tokens or 2 * batch_tokens
         self.batch_tokens, self.max_rows = max(1, batch_tokens), max(1, max_rows)
         self.device = next(model.parameters()).device
         self.parts = _parts(model)
+        self.pending: list = []  # (cache, cache length, [(task index, generated, valid length)])
+        self.pending_rows = 0
 
     def _forward(self, ids, *, past=None, attention_mask=None, position_ids=None, select=None):
         """Run the model; return (logits at ``select`` [(row, pos)...] or all, cache)."""
@@ -432,23 +435,57 @@ class _Fast:
                 if not done:
                     open_rows.append((b, i, gen, len(t.prompt) + len(gen) - 1))
             t.result = {"_pred": pred, "_losses": losses, "_gen": gen}
+        finished = [i for i in rows if i not in {j for _, j, _, _ in open_rows}]
         if open_rows:
-            self.decode(cache, shared + L, open_rows, tasks)
-        for i in rows:
-            t = tasks[i]
-            r = t.result
-            _finish(t, self.proto, self.tok, self.voc, r["_pred"], r["_losses"], r["_gen"])
+            cache.batch_select_indices(torch.tensor([b for b, *_ in open_rows], device=self.device))
+            self.pending.append((cache, shared + L, [(i, g, v) for _, i, g, v in open_rows]))
+            self.pending_rows += len(open_rows)
+        self.finish(tasks, finished)
+        # decode once enough rows wait (cache tokens bounded by ``decode_tokens``)
+        if self.pending_rows >= 4 * self.max_rows or \
+                sum(len(e) * n for _, n, e in self.pending) >= self.decode_tokens:
+            self.flush(tasks)
+
+    def finish(self, tasks: list[LineTask], idx: list[int]) -> None:
+        for i in idx:
+            r = tasks[i].result
+            _finish(tasks[i], self.proto, self.tok, self.voc, r["_pred"], r["_losses"], r["_gen"])
+
+    @torch.inference_mode()
+    def flush(self, tasks: list[LineTask]) -> None:
+        """Decode every pending row at once: the caches of several batches are right-padded to one
+        length and stacked (the padding is masked like the rest of the unused entries)."""
+        if not self.pending:
+            return
+        from transformers import DynamicCache
+
+        n = max(length for _, length, _ in self.pending)
+        layers = []
+        for li in range(len(self.pending[0][0].layers)):
+            ks, vs = [], []
+            for cache, length, _ in self.pending:
+                k, v = cache.layers[li].keys, cache.layers[li].values
+                if length < n:
+                    pad = (0, 0, 0, n - length)
+                    k, v = torch.nn.functional.pad(k, pad), torch.nn.functional.pad(v, pad)
+                ks.append(k)
+                vs.append(v)
+            layers.append((torch.cat(ks), torch.cat(vs)))
+        entries = [e for _, _, es in self.pending for e in es]
+        self.pending, self.pending_rows = [], 0
+        self.decode(DynamicCache(ddp_cache_data=layers), n, entries, tasks)
+        self.finish(tasks, [i for i, _, _ in entries])
 
     def decode(self, cache, cache_len: int, open_rows, tasks) -> None:
         """Batched greedy decoding of rows whose generation is not finished.
 
-        Row r continues after its first ``valid`` cache entries (prompt + agreed target tokens);
-        the entries after them (the rest of the teacher-forced continuation, padding) are masked.
+        ``open_rows``: (task index, generated tokens, valid length). Row r continues after its first
+        ``valid`` cache entries (prompt + agreed target tokens); the entries after them (the rest of
+        the teacher-forced continuation, padding) are masked.
         """
         dev = self.device
-        cache.batch_select_indices(torch.tensor([b for b, *_ in open_rows], device=dev))
-        gens = [g for _, _, g, _ in open_rows]
-        task_ids = [i for _, i, _, _ in open_rows]
+        gens = [g for _, g, _ in open_rows]
+        task_ids = [i for i, _, _ in open_rows]
         valid = torch.tensor([v for *_, v in open_rows], device=dev)
         mask = (torch.arange(cache_len, device=dev)[None, :] < valid[:, None]).long()
         step = 0
@@ -480,7 +517,8 @@ class _Fast:
 
 def run_tasks(model, tokenizer, tasks: list[LineTask], protocol: str | Protocol, *, engine: str = "fast",
               batch_tokens: int = 8192, max_rows: int = 64, share_prefix: bool = True, min_share: int = 32,
-              early_stop: bool = True, progress: bool = False) -> list[LineTask]:
+              early_stop: bool = True, decode_tokens: int | None = None,
+              progress: bool = False) -> list[LineTask]:
     """Score every task in place (``task.result``) with the chosen engine; returns the tasks."""
     proto = get_protocol(protocol)
     voc = _vocab(tokenizer, model)
@@ -491,7 +529,7 @@ def run_tasks(model, tokenizer, tasks: list[LineTask], protocol: str | Protocol,
         return tasks
     if engine != "fast":
         raise EvalError(f"unknown engine {engine!r}: give fast or reference")
-    fast = _Fast(model, tokenizer, proto, voc, batch_tokens, max_rows, early_stop)
+    fast = _Fast(model, tokenizer, proto, voc, batch_tokens, max_rows, early_stop, decode_tokens)
     clusters = plan_clusters([t.prompt for t in tasks], min_share=min_share) if share_prefix else []
     shared_groups = [(s, idx) for s, idx in clusters if s > 0]
     alone = sorted(set(range(len(tasks))) - {i for _, idx in shared_groups for i in idx})
@@ -511,6 +549,7 @@ def run_tasks(model, tokenizer, tasks: list[LineTask], protocol: str | Protocol,
         fast.run_batch(tasks, rows, shared, prefix if shared else None)
         if bar is not None:
             bar.update(len(rows))
+    fast.flush(tasks)
     if bar is not None:
         bar.close()
     return tasks
@@ -536,8 +575,8 @@ def evaluate(model, tokenizer, datapoints: Iterable[Datapoint], *, composer: str
              protocol: str | Protocol = "thesis", mode: str = "original", fmt: str = "opencoder",
              seed: int = 0, categories: tuple[str, ...] = CATEGORIES, engine: str = "fast",
              batch_tokens: int = 8192, max_rows: int = 64, share_prefix: bool = True,
-             compose_fn: Callable | None = None, render_fn: Callable | None = None,
-             progress: bool = False) -> pd.DataFrame:
+             decode_tokens: int | None = None, compose_fn: Callable | None = None,
+             render_fn: Callable | None = None, progress: bool = False) -> pd.DataFrame:
     """Evaluate a loaded model on datapoints: one record per target line (see :data:`LINE_COLUMNS`).
 
     ``model`` may also be a checkpoint folder or hub id (loaded with
@@ -556,5 +595,5 @@ def evaluate(model, tokenizer, datapoints: Iterable[Datapoint], *, composer: str
                         mode=mode, fmt=fmt, seed=seed, categories=categories, compose_fn=compose_fn,
                         render_fn=render_fn, progress=progress)
     run_tasks(model, tokenizer, tasks, protocol, engine=engine, batch_tokens=batch_tokens, max_rows=max_rows,
-              share_prefix=share_prefix, progress=progress)
+              share_prefix=share_prefix, decode_tokens=decode_tokens, progress=progress)
     return tasks_frame(tasks)
