@@ -50,7 +50,7 @@ from rlctx_utils.composers import COMPOSERS, composer_info  # noqa: E402
 from rlctx_utils.composers import report  # noqa: E402
 from rlctx_utils.composers._fixtures import (TOY_COMPLETION, completion_files, fetch_sdist,  # noqa: E402
                                              read_sdist, toy_repository)
-from rlctx_utils.io import atomic_path  # noqa: E402
+from rlctx_utils.plots import save_figure  # noqa: E402
 from rlctx_utils.paths import REPO_ROOT, cache_dir  # noqa: E402
 from rlctx_utils.tokenizer import load_tokenizer, stdlib_corpus, train_tokenizer  # noqa: E402
 
@@ -137,10 +137,11 @@ for (name, mode), c in comps.items():
 fig, mode_comps = report.plot_modes(snap, cpath, ctext, tokenizer=tok, max_tokens=figure_tokens, seed=seed)
 out = Path(figures_dir) if Path(figures_dir).is_absolute() else REPO_ROOT / figures_dir
 out.mkdir(parents=True, exist_ok=True)
-for ext in ("png", "pdf"):
-    with atomic_path(out / f"composers_modes.{ext}") as tmp:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
 plt.show()
+save_figure(fig, "composers_modes", out_dir=out, source=f"{snapshot}: {cpath}",
+            regenerate="notebooks/01_composers.py (make reproduce PROFILE=...)",
+            caption=f"The three modes of path_distance_py on a real snapshot ({snapshot}, {cpath}): pieces numbered "
+                    f"by real rank, cut from the left at {figure_tokens:,} tokens.")
 print("written:", out / "composers_modes.png")
 
 # %% [markdown]
@@ -160,7 +161,7 @@ ax.tick_params(axis="y", labelsize=8)
 for side in ("top", "right"):
     ax.spines[side].set_visible(False)
 fig2.tight_layout()
-for ext in ("png", "pdf"):
-    with atomic_path(out / f"composers_pieces.{ext}") as tmp:
-        fig2.savefig(tmp, dpi=150, bbox_inches="tight")
 plt.show()
+save_figure(fig2, "composers_pieces", out_dir=out, source=f"{snapshot}: {cpath}",
+            regenerate="notebooks/01_composers.py (make reproduce PROFILE=...)",
+            caption=f"Pieces that fit a {max_tokens:,}-token window per composer (original mode) on {snapshot}.")

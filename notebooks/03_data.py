@@ -18,7 +18,8 @@
 # %% tags=["parameters"]
 profile = "smoke"
 data_dir = ""        # default: results/<profile>/data (written by `rlctx mine pypi --spec configs/data/<profile>.toml`)
-out_dir = ""         # default: results/<profile>/figures
+out_dir = ""         # tables of statistics; default: results/<profile>/data_stats
+figures_dir = "paper/figures"
 tokenizer_path = ""  # a tokenizer.json or folder; default: a small BPE trained here on the corpus
 tokenizer_vocab = 2048
 
@@ -33,7 +34,9 @@ from rlctx_utils.io import read_json, write_json
 from rlctx_utils.paths import results_dir
 
 data = Path(data_dir) if data_dir else results_dir(profile) / "data"
-out = Path(out_dir) if out_dir else results_dir(profile) / "figures"
+out = Path(out_dir) if out_dir else results_dir(profile) / "data_stats"
+figs = Path(figures_dir)
+src = f"results/{profile}/data (mined by rlctx mine pypi --spec configs/data/{profile}.toml)"
 manifest = read_json(data / "manifest.json")
 print("mined from", data, "in", manifest.get("mining_wall_time_s"), "s")
 
@@ -56,7 +59,8 @@ overview
 
 # %%
 fig = figures.per_repo_figure(table)
-figures.save_figure(fig, out / "03_data_per_repo")
+figures.save_figure(fig, figs / f"data_{profile}_per_repo", source=src,
+                    caption=f"Datapoints per repository and split (profile {profile}).")
 
 # %% [markdown]
 # ## Completion-file lengths
@@ -64,7 +68,8 @@ figures.save_figure(fig, out / "03_data_per_repo")
 
 # %%
 fig = figures.length_figure(table)
-figures.save_figure(fig, out / "03_data_lengths")
+figures.save_figure(fig, figs / f"data_{profile}_lengths", source=src,
+                    caption=f"Completion-file lengths in characters and tokens (profile {profile}).")
 table.groupby("split")[[c for c in ("completion_chars", "completion_tokens") if c in table]].describe().T
 
 # %% [markdown]
@@ -74,7 +79,8 @@ table.groupby("split")[[c for c in ("completion_chars", "completion_tokens") if 
 # %%
 cats = stats.category_counts(table)
 fig = figures.category_figure(cats)
-figures.save_figure(fig, out / "03_data_categories")
+figures.save_figure(fig, figs / f"data_{profile}_categories", source=src,
+                    caption=f"Line categories per split and size bucket (profile {profile}).")
 cats
 
 # %% [markdown]

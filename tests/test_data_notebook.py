@@ -33,9 +33,10 @@ def test_data_notebook(tmp_path):
     out = tmp_path / "figs"
     run_notebook(NOTEBOOKS / "03_data.py", out_dir=tmp_path / "exec",
                  parameters={"profile": "smoke", "data_dir": str(data), "out_dir": str(out),
-                             "tokenizer_vocab": 300})
-    for stem in ("03_data_per_repo", "03_data_lengths", "03_data_categories"):
+                             "figures_dir": str(out), "tokenizer_vocab": 300})
+    for stem in ("data_smoke_per_repo", "data_smoke_lengths", "data_smoke_categories"):
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.pdf").exists()
+        assert json.loads((out / f"{stem}.json").read_text())["caption"]
     summary = json.loads((out / "03_data_summary.json").read_text())
     assert summary["overview"]["train"]["datapoints"] == 4
     assert summary["lca_comparison"]["LCA large_context"]["datapoints"] == 270

@@ -10,7 +10,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..io import atomic_path  # noqa: E402
 from .lines import BUCKETS  # noqa: E402
 from .types import CATEGORIES  # noqa: E402
 
@@ -19,15 +18,14 @@ SPLIT_COLORS = {"train": BLUE, "validation": "#009E73", "benchmark": ORANGE}
 CAT_COLORS = dict(zip(CATEGORIES, ("#CC79A7", ORANGE, BLUE, "#009E73", "#999999", "#E69F00")))
 
 
-def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf`` atomically; returns the paths."""
-    out = []
-    for ext in (".png", ".pdf"):
-        path = Path(str(stem) + ext)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        out.append(path)
-    return out
+def save_figure(fig: plt.Figure, stem: str | Path, *, caption: str = "", source: str = "") -> list[Path]:
+    """Write ``stem.png``, ``stem.pdf`` and the provenance ``stem.json`` (via :func:`rlctx_utils.plots.save_figure`)."""
+    from ..plots import save_figure as _save
+
+    stem = Path(stem)
+    _save(fig, stem.name, caption=caption or stem.name, source=source,
+          regenerate="notebooks/03_data.py (make reproduce PROFILE=...)", out_dir=stem.parent)
+    return [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
 
 
 def per_repo_figure(table: pd.DataFrame) -> plt.Figure:
