@@ -69,7 +69,10 @@ test-fast: $(STAMP)  ## the tests without the slow and notebook ones
 lab: $(STAMP)  ## JupyterLab, opening the .py notebooks as notebooks (jupytext)
 	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(BIN)/jupyter lab notebooks/
 
-reproduce: $(STAMP)  ## rerun the study: make reproduce PROFILE=smoke|cpu|gpu-small
+results/$(PROFILE)/data/manifest.json: configs/data/$(PROFILE).toml | $(STAMP)
+	$(BIN)/rlctx mine pypi --spec configs/data/$(PROFILE).toml --out results/$(PROFILE)/data
+
+reproduce: $(STAMP) results/$(PROFILE)/data/manifest.json  ## rerun the study: make reproduce PROFILE=smoke|cpu|gpu-small
 	@for nb in $(STAGES); do \
 	  echo "== $$nb (profile $(PROFILE))"; \
 	  $(BIN)/rlctx notebook run $$nb --profile $(PROFILE) --out-dir $(EXEC)/$(PROFILE); \
