@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rlctx_utils.data.config import MiningConfig  # noqa: E402
 from rlctx_utils.data.git_miner import mine_git_repo  # noqa: E402
 from rlctx_utils.data.pipeline import RepoSource, mine_all  # noqa: E402
-from rlctx_utils.io import sidecar, write_json  # noqa: E402
+from rlctx_utils.io import repo_relative, sidecar, write_json  # noqa: E402
 from rlctx_utils.paths import BENCH_RESULTS  # noqa: E402
 
 
@@ -88,7 +88,7 @@ def main() -> int:
                     "datapoints_per_s": round(n / full, 1)}
             except DownloadError as exc:
                 results["pypi_" + Path(args.spec).stem] = {"skipped": str(exc)}
-    write_json(args.out, {"results": results, **sidecar(vars(args) | {"out": str(args.out)}, None,
+    write_json(args.out, {"results": results, **sidecar(vars(args) | {"out": repo_relative(args.out)}, None,
                                                         note="2 shared CPU cores; noisy")})
     print(results)
     return 0

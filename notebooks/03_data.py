@@ -30,7 +30,7 @@ import pandas as pd
 
 from rlctx_utils.data import figures, stats
 from rlctx_utils.data.store import load_corpus
-from rlctx_utils.io import read_json, write_json
+from rlctx_utils.io import read_json, repo_relative, write_json
 from rlctx_utils.paths import results_dir
 
 data = Path(data_dir) if data_dir else results_dir(profile) / "data"
@@ -104,7 +104,7 @@ print("corpus:", manifest.get("corpus"))
 skips
 
 # %%
-summary = {"profile": profile, "data_dir": str(data), "overview": overview.to_dict(orient="index"),
+summary = {"profile": profile, "data_dir": repo_relative(data), "overview": overview.to_dict(orient="index"),
            "lca_comparison": comparison.to_dict(), "paper_comparison": training.to_dict(),
            "categories": {f"{s}/{b}": r for (s, b), r in cats.to_dict(orient="index").items()},
            "skips": manifest["skips"], "leakage_drops": manifest.get("leakage_drops"),

@@ -84,6 +84,15 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def repo_relative(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the repository when it lies inside it (for records that get committed)."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def git_sha(root: Path = REPO_ROOT) -> str | None:
     """Commit of the working tree (with ``-dirty`` when it has uncommitted changes), or None."""
     try:
