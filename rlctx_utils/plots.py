@@ -20,7 +20,7 @@ from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 from . import schema  # noqa: E402
 from .io import atomic_path, write_json  # noqa: E402
 from .names import COLORS, COMPOSER_LABELS, OURS_COLOR  # noqa: E402
-from .paths import FIGURES  # noqa: E402
+from .paths import FIGURES, REPO_ROOT  # noqa: E402
 
 METRIC_LABELS = {"em": "Exact match (%)", "token_acc": "Token accuracy (%)",
                  "line_loss": "Target-line loss (nats/token)", "edit_sim": "Edit similarity (%)"}
@@ -39,6 +39,8 @@ def save_figure(fig: plt.Figure, name: str, *, caption: str, source: str, regene
             # PDFs without creation dates, so a rerun with equal numbers gives an equal file
             meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
             fig.savefig(tmp, bbox_inches="tight", format=ext, metadata=meta)
+    # committed records name files relative to the repository, never by this machine's paths
+    source = source.replace(str(REPO_ROOT.resolve()) + "/", "").replace(str(REPO_ROOT) + "/", "")
     write_json(out_dir / f"{name}.json", {"caption": caption, "source": source, "regenerate": regenerate})
     plt.close(fig)
     return out_dir / f"{name}.png"

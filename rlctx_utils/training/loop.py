@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..paths import results_dir
-from ..io import atomic_dir, read_json, write_bytes, write_json, write_text
+from ..io import atomic_dir, read_json, repo_relative, write_bytes, write_json, write_text
 from .packing import collate, count_loss_tokens, forward_loss_sum, group_micro_batches
 from .runs import (RunError, latest_checkpoint, list_checkpoints, prepare_run_dir, relpath,
                    write_record)
@@ -471,7 +471,8 @@ def train(run: dict[str, Any], *, out_dir: str | Path | None = None, resume: boo
     stop = int(run["stop_step"])
     per_step = int(run["sequences_per_step"])
     log = MetricsLog(d, main, start_step)
-    rec_fields = dict(status="running", data_order_hash=order_hash, base_checkpoint=base_ref,
+    rec_fields = dict(status="running", data_order_hash=order_hash,
+                      base_checkpoint=repo_relative(base_ref) if base_ref and Path(base_ref).exists() else base_ref,
                       processes=accelerator.num_processes, sequences_per_step=per_step,
                       stop_step=stop, mixed_precision=accelerator.mixed_precision)
     if main:

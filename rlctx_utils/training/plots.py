@@ -59,8 +59,8 @@ def plot_training_curves(run_dirs: list[str | Path], *, x: str = "step", smooth_
     ax.set_ylabel("Training loss (nats/token)")
     from matplotlib.ticker import MaxNLocator
 
-    for a in (ax, ax2):
-        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))  # the narrow panel: few ticks
     ax.legend(fontsize=8, loc="upper right")
     ax2.set_xlabel("Optimizer step")
     ax2.set_ylabel("Tokens per second")
