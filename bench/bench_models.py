@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rlctx_utils.io import write_sidecar, write_text  # noqa: E402
+from rlctx_utils.io import repo_relative, write_sidecar, write_text  # noqa: E402
 from rlctx_utils.models import PRESETS, build_model, count_parameters  # noqa: E402
 from rlctx_utils.paths import BENCH_RESULTS  # noqa: E402
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 "threads": torch.get_num_threads(),
             })
         write_text(args.out, buf.getvalue())
-        write_sidecar(args.out, vars(args) | {"out": str(args.out)}, time.time() - t_start,
+        write_sidecar(args.out, vars(args) | {"out": repo_relative(args.out)}, time.time() - t_start,
                       what="training tokens/s, LlamaForCausalLM fp32 sdpa, fwd+bwd+clip+AdamW, random tokens",
                       load_average_before=load_before, load_average_after=os.getloadavg(),
                       cpu_count=os.cpu_count(),
