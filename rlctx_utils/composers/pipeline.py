@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,33 +218,46 @@ def _order(ranked: list, mode: str) -> list:
     return ranked[::-1] if mode == "irrelevant" else ranked
 
 
+def _rendered_from_right(req: Request, seq: list[tuple[Candidate, tuple]]
+                         ) -> Iterator[tuple[int, Candidate, tuple, str, str]]:
+    """Non-empty pieces from the most relevant (rightmost) leftwards: (index, candidate, rank key,
+    reduced content, rendered text). Both budget paths walk the context this way."""
+    for idx in range(len(seq) - 1, -1, -1):
+        cand, values = seq[idx]
+        content = _reduced(req, cand)
+        if content:
+            yield idx, cand, values, content, req.fmt.file(cand.path, content)
+
+
+def _nonempty_left_of(req: Request, seq: list[tuple[Candidate, tuple]], idx: int) -> bool:
+    """Whether any piece left of position ``idx`` still has content (i.e. the window dropped some)."""
+    return any(_reduced(req, c) for c, _ in seq[:idx])
+
+
 def window_piecewise(req: Request, seq: list[tuple[Candidate, tuple]]) -> tuple[Window, bool, Callable[[], int]]:
     """Fast path for formats whose pieces start with a single added token (exact, see tokens.py)."""
     remaining = req.max_tokens
     kept: list[Item] = []
     cut = False
-    i = len(seq) - 1
-    while i >= 0 and remaining > 0:
-        cand, values = seq[i]
-        i -= 1
-        content = _reduced(req, cand)
-        if not content:
-            continue
-        rendered = req.fmt.file(cand.path, content)
-        ids, complete = _piece_ids(req, cand, content, rendered, remaining)
-        if len(ids) > remaining or not complete:
-            ids = ids[-remaining:]
-            kept.append(Item(Piece(cand.path, content, values, len(ids), True),
-                             req.counter.decode(ids), ids))
-            cut = True
-            remaining = 0
-            break
-        kept.append(Item(Piece(cand.path, content, values, len(ids)), rendered, ids))
-        remaining -= len(ids)
+    last = len(seq)
+    if remaining > 0:
+        for last, cand, values, content, rendered in _rendered_from_right(req, seq):
+            ids, complete = _piece_ids(req, cand, content, rendered, remaining)
+            if len(ids) > remaining or not complete:
+                ids = ids[-remaining:]
+                kept.append(Item(Piece(cand.path, content, values, len(ids), True),
+                                 req.counter.decode(ids), ids))
+                cut = True
+                remaining = 0
+                break
+            kept.append(Item(Piece(cand.path, content, values, len(ids)), rendered, ids))
+            remaining -= len(ids)
+            if remaining <= 0:
+                break
     kept.reverse()
     header_text = req.fmt.repo(req.repo_name) if kept else ""
     header = None
-    more = i >= 0 and any(_reduced(req, c) for c, _ in seq[:i + 1])
+    more = _nonempty_left_of(req, seq, last)
     if header_text and not cut:
         h_ids = req.counter.encode_cached(("header", header_text), header_text)
         if remaining > 0:
@@ -284,20 +297,14 @@ def window_joined(req: Request, seq: list[tuple[Candidate, tuple]], everything: 
     """
     chosen: list[tuple[Candidate, tuple, str, str]] = []
     est = 0
-    i = len(seq) - 1
-    while i >= 0:
-        cand, values = seq[i]
-        i -= 1
-        content = _reduced(req, cand)
-        if not content:
-            continue
-        rendered = req.fmt.file(cand.path, content)
+    last = len(seq)
+    for last, cand, values, content, rendered in _rendered_from_right(req, seq):
         chosen.append((cand, values, content, rendered))
         if not everything:
             est += len(_piece_ids(req, cand, content, rendered, req.max_tokens + JOIN_MARGIN)[0])
             if est >= req.max_tokens + JOIN_MARGIN + len(chosen):
                 break
-    rest_nonempty = i >= 0 and any(_reduced(req, c) for c, _ in seq[:i + 1])
+    rest_nonempty = _nonempty_left_of(req, seq, last)
     chosen.reverse()
     all_in = not rest_nonempty
     header_text = req.fmt.repo(req.repo_name) if (chosen and all_in) else ""
