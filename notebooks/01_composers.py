@@ -50,6 +50,7 @@ from rlctx_utils.composers import COMPOSERS, composer_info  # noqa: E402
 from rlctx_utils.composers import report  # noqa: E402
 from rlctx_utils.composers._fixtures import (TOY_COMPLETION, completion_files, fetch_sdist,  # noqa: E402
                                              read_sdist, toy_repository)
+from rlctx_utils.names import COLORS  # noqa: E402
 from rlctx_utils.plots import save_figure  # noqa: E402
 from rlctx_utils.paths import REPO_ROOT, cache_dir  # noqa: E402
 from rlctx_utils.tokenizer import load_tokenizer, stdlib_corpus, train_tokenizer  # noqa: E402
@@ -153,8 +154,8 @@ print("written:", out / "composers_modes.png")
 # %%
 orig = summary[summary["mode"] == "original"].set_index("composer")
 fig2, ax = plt.subplots(figsize=(9, 4))
-ax.barh(orig.index, orig["pieces"], color=[report.FILE_LEVEL_BLUE if n == "file_level" else report.PATH_DISTANCE_ORANGE
-                                           for n in orig.index])
+bars = ax.barh(orig.index, orig["pieces"], color=[COLORS.get(n, "#999999") for n in orig.index])
+ax.bar_label(bars, fontsize=7, padding=2)  # file_level's window is empty: its bar reads 0
 ax.invert_yaxis()
 ax.set_xlabel(f"pieces in a {max_tokens:,}-token window")
 ax.tick_params(axis="y", labelsize=8)
