@@ -21,8 +21,14 @@ PAPER_NOTEBOOKS := $(EXEC)/00_paper_results.ipynb $(EXEC)/07_masked_vs_full.ipyn
 # Notebooks that only need the package (no data, no checkpoints): part of `make all`.
 CHEAP_NOTEBOOKS := $(EXEC)/02_rope_scaling.ipynb
 # The stages of `make reproduce`, in order.
-STAGES := 03_data 01_composers 02_rope_scaling 04_base_pretraining 05_repo_pretraining 06_evaluation \
-          08_extrapolation 07_masked_vs_full
+# 02 follows the training notebooks: its empirical loss-by-position figure needs their checkpoints.
+STAGES := 03_data 01_composers 04_base_pretraining 05_repo_pretraining 02_rope_scaling 06_evaluation \
+          08_extrapolation 07_masked_vs_full 09_toy_scale
+# Stages that compute in `make reproduce` but only redraw from committed results in `make figures`.
+COMPUTE_STAGES := 06_evaluation 08_extrapolation
+# Profiles whose committed results `make figures` draws next to the paper's.
+OUR_PROFILES := cpu
+OUR_NOTEBOOKS := $(foreach p,$(OUR_PROFILES),$(foreach nb,06_evaluation 07_masked_vs_full 08_extrapolation 09_toy_scale,$(EXEC)/$(p)/$(nb).ipynb))
 
 .PHONY: help all setup figures report test test-fast lab reproduce clean-executed
 
@@ -30,7 +36,7 @@ help:  ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|gpu-small|paper), PYTHON=$(PYTHON)"
 
-all: setup $(PAPER_NOTEBOOKS) $(CHEAP_NOTEBOOKS)  ## set up .venv, then regenerate every table, figure and REPORT.md
+all: setup $(PAPER_NOTEBOOKS) $(CHEAP_NOTEBOOKS) $(OUR_NOTEBOOKS)  ## set up .venv, then regenerate every table, figure and REPORT.md
 	$(BIN)/rlctx report
 
 setup: $(STAMP)  ## create .venv and install the pinned environment
@@ -51,10 +57,18 @@ $(EXEC)/00_paper_results.ipynb: notebooks/00_paper_results.py results/paper/resu
 $(EXEC)/07_masked_vs_full.ipynb: notebooks/07_masked_vs_full.py results/paper/results.csv $(RESULTS_MODULES) | $(STAMP)
 	$(BIN)/rlctx notebook run 07_masked_vs_full
 
-$(EXEC)/02_rope_scaling.ipynb: notebooks/02_rope_scaling.py rlctx_utils/rope.py | $(STAMP)
+$(EXEC)/02_rope_scaling.ipynb: notebooks/02_rope_scaling.py rlctx_utils/rope.py rlctx_utils/rope_plots.py \
+                              $(wildcard results/cpu/positions/*.csv) | $(STAMP)
 	$(BIN)/rlctx notebook run 02_rope_scaling
 
-figures: $(PAPER_NOTEBOOKS)  ## regenerate tables and figures from committed results (< 60 s)
+# Our runs, from their committed evaluations (nothing is trained or evaluated here).
+OURS_MODULES := $(RESULTS_MODULES) rlctx_utils/toy_scale.py rlctx_utils/evaluation/report.py
+.SECONDEXPANSION:
+$(EXEC)/%/06_evaluation.ipynb $(EXEC)/%/07_masked_vs_full.ipynb $(EXEC)/%/08_extrapolation.ipynb $(EXEC)/%/09_toy_scale.ipynb: \
+    notebooks/$$(basename $$(notdir $$@)).py $$(wildcard results/$$*/evals/*.summary.csv) $(OURS_MODULES) | $(STAMP)
+	$(BIN)/rlctx notebook run $(basename $(notdir $@)) --profile $* --out-dir $(EXEC)/$*
+
+figures: $(PAPER_NOTEBOOKS) $(CHEAP_NOTEBOOKS) $(OUR_NOTEBOOKS)  ## regenerate tables and figures from committed results
 	$(BIN)/rlctx report
 
 report: | $(STAMP)  ## rebuild paper/REPORT.md from what is in paper/ (about 1 s)
@@ -74,8 +88,11 @@ results/$(PROFILE)/data/manifest.json: configs/data/$(PROFILE).toml | $(STAMP)
 
 reproduce: $(STAMP) results/$(PROFILE)/data/manifest.json  ## rerun the study: make reproduce PROFILE=smoke|cpu|gpu-small
 	@for nb in $(STAGES); do \
-	  echo "== $$nb (profile $(PROFILE))"; \
-	  $(BIN)/rlctx notebook run $$nb --profile $(PROFILE) --out-dir $(EXEC)/$(PROFILE); \
+	  extra=""; case " $(COMPUTE_STAGES) " in *" $$nb "*) extra="-p evaluate True";; esac; \
+	  echo "== $$nb (profile $(PROFILE)) $$(date -u +%H:%M:%S)"; \
+	  start=$$(date +%s); \
+	  $(BIN)/rlctx notebook run $$nb --profile $(PROFILE) --out-dir $(EXEC)/$(PROFILE) $$extra; \
+	  echo "$$(date -u +%Y-%m-%dT%H:%M:%SZ),$$nb,$$(( $$(date +%s) - start ))" >> results/$(PROFILE)/stage_times.csv; \
 	done
 	$(BIN)/rlctx report
 

@@ -31,6 +31,10 @@ heldout_files = 48              # held-out files for the empirical loss-by-posit
 eval_multiple = 2               # evaluate up to eval_multiple x the profile's extended length
 figures_dir = "paper/figures"
 seed = 0
+compute_positions = True        # compute the held-out curves of runs with a checkpoint (stored ones are skipped)
+position_runs = ["base", "base-theta500000-untrained", "file_level-original-full-theta10000",
+                 "file_level-original-full-theta500000", "path_distance_py-original-masked-theta500000",
+                 "path_distance_py-original-full-theta500000"]
 
 # %%
 from pathlib import Path
@@ -149,4 +153,35 @@ else:
                               "model (theta 10k), the same with theta raised to 500k without training, and after "
                               "extension training when available.",
                       source=f"{base_ck}" + (f", {ext_ck}" if ext_ck else ""), regenerate=regen)
+    display(Image(filename=str(png)))
+
+# %% [markdown]
+# ## 5 · Loss by position on the held-out benchmark, every run of the profile
+#
+# The same measure on the profile's held-out benchmark repositories (never trained on): each
+# sequence is a Path Distance .py context followed by the completion file, twice the extended length
+# in all, as repository-level training builds them. One stored curve per run
+# (`results/<profile>/positions/`, computed here for every run with a checkpoint and skipped when
+# stored), so `make figures` redraws this figure from committed results.
+
+# %%
+from rlctx_utils.evaluation import positions
+
+if compute_positions:
+    print(positions.run_positions(profile, cfg=cfg).to_string(index=False))
+curves = positions.load_positions(profile)
+shown = [r for r in position_runs if r in set(curves["run_id"])]
+if not shown:
+    print(f"no stored loss-by-position curves for profile {profile!r} (results/{profile}/positions/)")
+else:
+    max_len = int(curves["position"].max()) + 1
+    windows = positions.window_means(curves, [1, base_length, extended_length, max_len])
+    display(windows.pivot(index="run_id", columns="window", values="loss").reindex(shown).round(3))
+    fig = rope_plots.positions_figure(curves, base_length, extended_length, shown,
+                                      note=f"profile {profile}; {int(curves['count'].max())} held-out sequences")
+    png = save_figure(fig, f"rope_loss_by_position_benchmark_{profile}", out_dir=out,
+                      caption=f"Next-token loss by position on the {profile} profile's held-out benchmark "
+                              "(Path Distance .py context, then the completion file) for the base model, the "
+                              "base model with theta raised and no training, and the extension runs.",
+                      source=f"results/{profile}/positions/", regenerate=regen)
     display(Image(filename=str(png)))

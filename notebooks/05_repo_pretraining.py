@@ -21,8 +21,8 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
-# grid ids (see [[repo_training.runs]]); [] = the [repo_training] run
-run_ids = []
+# "grid": every [[repo_training.runs]] entry; or a list of grid ids; [] = the [repo_training] run
+run_ids = "grid"
 # e.g. ["stop_step=20"] (bare keys go to [repo_training])
 overrides = []
 # results root; None = results/<profile>
@@ -47,7 +47,10 @@ from rlctx_utils.training.cli import launch, resolve_runs
 from rlctx_utils.training.plots import plot_training_curves
 
 root = Path(out_dir) if out_dir else results_dir(profile)
-runs = [r for rid in (run_ids or [None]) for r in resolve_runs(profile, list(overrides), stage="repo", run_id=rid)]
+if run_ids == "grid":
+    runs = resolve_runs(profile, list(overrides), stage="repo", grid=True)
+else:
+    runs = [r for rid in (run_ids or [None]) for r in resolve_runs(profile, list(overrides), stage="repo", run_id=rid)]
 [r["run_id"] for r in runs]
 
 # %%
@@ -65,7 +68,7 @@ records[["run_id", "composer", "mode", "loss", "rope_theta", "train_length", "st
 assert records["data_order_hash"].nunique() == 1, "runs of a grid must share the data order"
 
 # %%
-dirs = [root / "runs" / r["run_id"] for r in runs]
+dirs = [root / "runs" / r["run_id"] for r in runs if int(r["stop_step"]) > 0]  # untrained runs log no steps
 fig = plot_training_curves(dirs, title=f"Stage B, repository-level pretraining ({profile} profile)")
 png = save_figure(fig, f"training_repo_{profile}", out_dir=Path(figures_dir),
                   caption=f"Stage B training loss and throughput, {profile} profile "

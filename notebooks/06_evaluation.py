@@ -14,8 +14,10 @@
 # length (PD-ext, the main column), and the checkpoint's own training composer at the extended
 # length (Or-ext). RCB = PD-ext − FL-base is the repository-context boost.
 #
-# The evaluations themselves are run by `rlctx eval --profile PROFILE --checkpoint runs --preset all
-# --protocol lca,thesis` (stored in `results/<profile>/evals/`); this notebook only reads them. The
+# With `evaluate = True` the notebook runs `rlctx eval --profile PROFILE --checkpoint runs --preset all`
+# as a subprocess (every finished run of the profile, the four settings; stored in
+# `results/<profile>/evals/`, so a rerun skips what is there and a stopped one resumes); with
+# `evaluate = False` (what `make figures` does) it only reads the stored evaluations. The
 # paper's Table 3 is drawn by the same table function for comparison. Small CPU models score close
 # to 0 EM, so the graded measures (token accuracy, target-line loss, edit similarity) are tabulated
 # too, and the line-by-line agreement of the two protocols is measured where both were run.
@@ -24,8 +26,11 @@
 profile = "smoke"
 results_csv = "results/paper/results.csv"
 metrics_to_show = "em,token_acc,line_loss"
-tables_dir = ""       # default: results/<profile>/tables
+tables_dir = "paper/tables"
 evals_dir = ""        # default: results/<profile>/evals
+evaluate = False      # True: run the evaluations first (rlctx eval, skipped where stored)
+checkpoints = "runs"  # what to evaluate: "runs" (every finished run) or space-separated run:ID / paths
+eval_protocol = ""    # comma list (lca,thesis); default: the profile's [eval] protocol
 
 # %%
 from pathlib import Path
@@ -40,8 +45,15 @@ paper = published.load(Path(results_csv))
 display(Markdown(tables.table3(paper[paper["table"] == "table3"]).to_markdown()))
 
 # %%
+if evaluate:
+    from rlctx_utils.evaluation.cli import launch_eval
+
+    extra = ["--out-dir", evals_dir] if evals_dir else []
+    launch_eval(profile, checkpoints.split(), preset="all", protocol=eval_protocol or None, extra=extra)
+
+# %%
 ours = report.load(profile, evals_dir or None)
-out_tables = Path(tables_dir) if tables_dir else report.out_dirs(profile)[0]
+out_tables = Path(tables_dir)
 print(f"{len(ours)} summary rows from results/{profile}/evals")
 if len(ours):
     display(ours.groupby(["protocol", "benchmark", "eval_setting"]).size().rename("rows").to_frame())
@@ -57,7 +69,7 @@ for protocol in sorted(ours["protocol"].dropna().unique()):
         except ValueError as exc:
             print(f"{protocol}/{metric}: {exc}")
             continue
-        tables.write_table(table, f"06_eval_{protocol}_{metric}", out_tables,
+        tables.write_table(table, f"table3_{profile}_{protocol}_{metric}", out_tables,
                            source=f"results/{profile}/evals", regenerate="notebooks/06_evaluation.py")
         display(Markdown(table.to_markdown()))
 

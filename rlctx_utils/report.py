@@ -45,7 +45,19 @@ def _meta(path: Path) -> dict:
     return {}
 
 
+#: Profiles whose own runs are drawn next to the paper (their artifacts carry ``_<profile>`` in the name).
+OUR_PROFILES = ("smoke", "cpu", "gpu-small", "paper-repro")
+OURS_TITLE = "Our runs next to the paper's"
+PAPER_TITLE = SECTIONS[0][0]
+
+
+def _ours(name: str) -> bool:
+    return any(f"_{p}_" in f"{name}_" for p in OUR_PROFILES)
+
+
 def _section(name: str) -> str:
+    if _ours(name) and any(name.startswith(p) for p in (*SECTIONS[0][1], *SECTIONS[1][1])):
+        return OURS_TITLE
     for title, prefixes in SECTIONS:
         if any(name.startswith(p) for p in prefixes):
             return title
@@ -71,13 +83,16 @@ def build_report(paper_dir: Path = PAPER, tables_dir: Path = TABLES, figures_dir
         items.setdefault(_section(png.stem), []).append("\n".join(block))
     out = [HEADER]
     toy = paper_dir / "toy_scale.md"
-    order = [t for t, _ in SECTIONS] + ["Other"]
+    order = [PAPER_TITLE, "At toy scale", OURS_TITLE] + [t for t, _ in SECTIONS[1:]] + ["Other"]
     for title in order:
+        if title == "At toy scale":
+            if toy.exists():  # its headings one level down, under the report's title
+                out.append("\n".join("#" + ln if ln.startswith("#") else ln for ln in toy.read_text().splitlines()))
+                out.append("")
+            continue
         if title in items:
             out.append(f"## {title}\n")
             out.extend(items[title])
-    if toy.exists():
-        out.append(toy.read_text())
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -1,8 +1,9 @@
 """Figures that explain RoPE and the base-frequency change (notebook ``02_rope_scaling``).
 
 Each function returns a matplotlib figure; :func:`rlctx_utils.plots.save_figure` writes it as PNG
-and PDF. The analytic figures need only :mod:`rlctx_utils.rope`; the empirical one needs a trained
-base checkpoint (see :func:`empirical_curves`).
+and PDF. The analytic figures need only :mod:`rlctx_utils.rope`; the empirical ones need a trained
+base checkpoint (:func:`empirical_curves`) or the stored held-out curves of
+:mod:`rlctx_utils.evaluation.positions` (:func:`positions_figure`).
 """
 
 from __future__ import annotations
@@ -270,5 +271,52 @@ def loss_by_position_figure(curves: dict[str, dict[str, np.ndarray]], base_lengt
     ax.set_title("Loss by position on held-out files, beyond the training length" + (f"\n{note}" if note else ""),
                  fontsize=10)
     ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+#: How the held-out loss-by-position figure draws each kind of run: (label, colour, line style).
+def _position_style(rec: dict[str, Any]) -> tuple[str, str, str]:
+    from .names import COLORS, COMPOSER_LABELS
+
+    composer, theta, loss = rec.get("composer"), float(rec.get("theta") or 0), rec.get("loss_type")
+    untrained = str(rec.get("run_id", "")).endswith("untrained")
+    if composer is None or untrained:
+        label = "base model" + (", θ raised to 500k, no training" if untrained else f", θ {theta:,.0f}")
+        return label, ("#999999" if untrained else "#000000"), (":" if untrained else "-")
+    label = COMPOSER_LABELS.get(composer, composer)
+    if rec.get("mode") not in (None, "original"):
+        label += f" ({rec['mode']})"
+    label += f", θ {theta / 1000:g}k, {loss} loss, trained at {fmt_tokens(int(rec.get('train_length') or 0))}"
+    ls = "--" if (loss == "full" and composer != "file_level") or theta < THETA_NEW else "-"
+    return label, COLORS.get(composer, "#444444"), ls
+
+
+def positions_figure(curves: Any, base_length: int, extended_length: int, run_ids: list[str], *,
+                     note: str = "", smooth_window: int = 64) -> plt.Figure:
+    """Next-token loss by position on the held-out benchmark, one curve per run (stored curves of
+    :mod:`rlctx_utils.evaluation.positions`), the training lengths marked."""
+    fig, ax = plt.subplots(figsize=(8.5, 4.6))
+    ymax = 0.0
+    for rid in run_ids:
+        c = curves[curves["run_id"] == rid].sort_values("position")
+        if c.empty:
+            continue
+        rec = {**c.iloc[0].to_dict(), "run_id": rid}
+        rec = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
+        label, color, ls = _position_style(rec)
+        y = smooth(c["loss"].to_numpy(), smooth_window)
+        ax.plot(c["position"], y, color=color, ls=ls, lw=1.6, label=label)
+        ymax = max(ymax, float(np.percentile(y, 99)))
+    for x, txt, style, yy in ((base_length, f" base length {fmt_tokens(base_length)}", "--", 0.98),
+                              (extended_length, f" extended {fmt_tokens(extended_length)}", ":", 0.90)):
+        ax.axvline(x, color="0.35", ls=style, lw=1)
+        ax.text(x, yy, txt, transform=ax.get_xaxis_transform(), fontsize=8, va="top", color="0.25")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(None, ymax * 1.03 if ymax else None)
+    ax.set_xlabel("position in the sequence (tokens, log scale): Path Distance context, then the completion file")
+    ax.set_ylabel(f"next-token loss (nats, moving average of {smooth_window})")
+    ax.set_title("Loss by position on the held-out benchmark" + (f"\n{note}" if note else ""), fontsize=10)
+    ax.legend(loc="lower left", fontsize=7.5)
     fig.tight_layout()
     return fig

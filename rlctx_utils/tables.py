@@ -188,12 +188,12 @@ def table3(df: pd.DataFrame) -> Table:
                                 "under the four evaluation settings.")
 
 
-def table4(df: pd.DataFrame) -> Table:
+def table4(df: pd.DataFrame, *, metric: str = "em", caption: str | None = None) -> Table:
     """Table 4: masked and full runs side by side, with the per-pair mean difference."""
     d = df.copy()
     d["row"] = [f"{COMPOSER_LABELS.get(c, c)}" + ("" if m == "original" else f" ({m})") + f", {loss}"
                 for c, m, loss in zip(d["composer"], d["mode"], d["loss"])]
-    values = grid(d, rows="row")
+    values = grid(d, rows="row", metric=metric)
     diff = {}
     for row in values.index:
         if row.endswith(", masked"):
@@ -207,47 +207,48 @@ def table4(df: pd.DataFrame) -> Table:
         if key in diff:
             ordered.append(pd.DataFrame([diff[key]], index=[key]))
     values = pd.concat(ordered)
-    return Table(values, "Table 4. Masked vs full loss: exact match (%) of the runs trained both ways, "
-                 "and their difference.", row_header="Run")
+    return Table(values, caption or "Table 4. Masked vs full loss: exact match (%) of the runs trained both ways, "
+                 "and their difference.", row_header="Run", digits=3 if metric == "line_loss" else 1)
 
 
 def _range_text(lo: float, hi: float, digits: int = 1) -> str:
     return f"{lo:.{digits}f}" if np.isclose(lo, hi) else f"{lo:.{digits}f}–{hi:.{digits}f}"
 
 
-def other_composer_ranges(df: pd.DataFrame) -> pd.DataFrame:
+def other_composer_ranges(df: pd.DataFrame, metric: str = "em") -> pd.DataFrame:
     """Min and max of every setting over the realistic composers other than File-level and
     Path Distance .py (original), all modes, both losses (the 'other composers' row of Table 2)."""
     d = df[df["composer"].notna() & ~df["composer"].isin(["file_level", *UNREALISTIC])]
     d = d[~((d["composer"] == "path_distance_py") & (d["mode"] == "original"))]
     d = d[d["eval_role"].isin(schema.ROLES)]
     d = d.drop_duplicates(subset=["composer", "mode", "loss", "line_type", "eval_setting"])  # Table 3 = Table 4
-    g = d.groupby(["line_type", "eval_setting"])["em"]
+    g = d.groupby(["line_type", "eval_setting"])[metric]
     return pd.DataFrame({"min": g.min(), "max": g.max(), "n": g.size()})
 
 
-def table2(df: pd.DataFrame) -> Table:
+def table2(df: pd.DataFrame, *, metric: str = "em", caption: str | None = None) -> Table:
     """Table 2, condensed: base models, File-level, Path Distance .py, and the range of the rest."""
-    masked = df[(df["loss"].isna() | (df["loss"] == "masked"))]
+    # File-level sequences hold no context, so its masked and full losses are the same objective
+    masked = df[(df["loss"].isna() | (df["loss"] == "masked") | (df["composer"] == "file_level"))]
     main = masked[masked["composer"].isna() | masked["composer"].isin(["file_level"]) |
                   ((masked["composer"] == "path_distance_py") & (masked["mode"] == "original"))]
     # a run printed in two tables (Table 3 and Table 4) appears once, under its first name
     run = ["composer", "mode", "theta", "train_tokens", "eval_setting", "line_type"]
     first = main.drop_duplicates(subset=["composer", "mode", "theta", "train_tokens"])["checkpoint"]
     main = main[main["checkpoint"].isin(first)].drop_duplicates(subset=run)
-    values = grid(main)
-    ranges = other_composer_ranges(df)
+    values = grid(main, metric=metric)
+    ranges = other_composer_ranges(df, metric)
     label = "Other realistic composers (range)"
     text = pd.DataFrame(index=list(values.index) + [label], columns=values.columns, dtype=object)
     values = values.reindex(list(values.index) + [label])
     for col in values.columns:
         if col in ranges.index:
             lo, hi = ranges.loc[col, ["min", "max"]]
-            text.at[label, col] = _range_text(lo, hi)
+            text.at[label, col] = _range_text(lo, hi, 3 if metric == "line_loss" else 1)
             values.at[label, col] = hi
     n = int(ranges["n"].max()) if len(ranges) else 0
     marks, notes = _notes_marks(main, values)
     notes.append(f"The range row spans {n} runs: every realistic composer and mode other than "
                  "File-level and Path Distance .py (original), masked and full loss (Tables 3 and 4).")
-    return Table(values, "Table 2. Condensed results: exact match (%) on LCA large_context.",
-                 notes=notes, marks=marks, text=text)
+    return Table(values, caption or "Table 2. Condensed results: exact match (%) on LCA large_context.",
+                 notes=notes, marks=marks, text=text, digits=3 if metric == "line_loss" else 1)

@@ -377,7 +377,7 @@ def test_eval_cli_end_to_end(py_tokenizer, memorizer, dps, tmp_path):
     run_notebook("notebooks/06_evaluation.py", parameters={"profile": "smoke", "evals_dir": str(out),
                                                            "tables_dir": str(tmp_path / "tables")},
                  out_dir=tmp_path / "nb")
-    md = (tmp_path / "tables" / "06_eval_thesis_token_acc.md").read_text()
+    md = (tmp_path / "tables" / "table3_smoke_thesis_token_acc.md").read_text()
     assert "Path Distance .py" in md and "PD-1K" in md
 
 

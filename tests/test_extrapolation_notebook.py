@@ -14,6 +14,6 @@ def test_extrapolation_notebook_draws_published_curves(tmp_path):
     figs = tmp_path / "figs"
     run_notebook("08_extrapolation", parameters={"profile": "no-such-profile", "figures_dir": str(figs),
                                                  "metrics_to_show": "em"}, out_dir=tmp_path / "nb")
-    png = figs / "08_extrapolation_thesis_em.png"
+    png = figs / "figure2_extrapolation_no-such-profile_thesis_em.png"
     assert png.stat().st_size > 10_000 and png.with_suffix(".pdf").exists()
     assert "Figure 2" in json.loads(png.with_suffix(".json").read_text())["caption"]

@@ -196,6 +196,42 @@ def test_smoke_grid_trains_with_the_same_data_order(base_out):
     assert recs[0]["train_length"] == 256  # file-level: the completion alone at the base length
 
 
+def test_untrained_run_saves_base_weights_under_the_new_rope_base(base_out):
+    """stop_step = 0: the base model with theta raised and no training (SPEC finding 2)."""
+    from safetensors.torch import load_file
+
+    from rlctx_utils.training.loop import train
+
+    cfg = load_profile("smoke", [f"repo_training.{o}" for o in TINY])
+    run = resolve_run(cfg, "repo", "path_distance_py-original-masked-theta500000")
+    base_final = base_out / "runs" / "base" / "checkpoints" / "final"
+    run.update(run_id="base-theta500000-untrained", stop_step=0, composer="file_level",
+               base_checkpoint=str(base_final))
+    rec = train(run, out_dir=base_out / "untrained", data=make_datapoints(2), progress=False)
+    assert rec["status"] == "finished" and rec["step"] == 0 and rec["train_tokens"] == 0
+    final = base_out / "untrained" / "runs" / run["run_id"] / "checkpoints" / "final"
+    assert read_json(final / "config.json")["rope_parameters"]["rope_theta"] == 500000
+    base = load_file(str(base_final / "model.safetensors"))
+    new = load_file(str(final / "model.safetensors"))
+    assert base.keys() == new.keys() and all(torch.equal(base[k], new[k]) for k in base)
+
+
+def test_finished_record_without_checkpoint_is_trained_again(tok_dir, corpus_dir, tmp_path):
+    """A fresh clone has the committed logs but no checkpoints: the run is retrained, identically."""
+    import shutil
+
+    from rlctx_utils.training.loop import train
+
+    run = base_run(tok_dir, corpus_dir, extra=["stop_step=2"])
+    first = train(run, out_dir=tmp_path, progress=False)
+    d = tmp_path / "runs" / "base"
+    losses = _losses(d)
+    shutil.rmtree(d / "checkpoints")
+    again = train(run, out_dir=tmp_path, progress=False)
+    assert again["status"] == "finished" and (d / "checkpoints" / "final").is_dir()
+    assert _losses(d) == losses and again["finished_at"] >= first["finished_at"]
+
+
 def _cli(args, env_extra=None, **kw):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "rlctx_utils.cli", "train", *args], env=env,

@@ -118,15 +118,20 @@ def read_run_record(checkpoint: str | os.PathLike[str]) -> CheckpointInfo:
     model = rec.get("model")
     if isinstance(model, dict):
         model = model.get("preset") or model.get("name_or_path")
+    untrained = rec.get("stage") == "repo" and _num(rec.get("stop_step"), int) == 0
+    if untrained:  # the base weights under a new RoPE base, no training: a base model, not a composer run
+        composer = None
+        rec = {**rec, "composer": None, "mode": None, "loss": None}
     info = CheckpointInfo(
-        ref=ref, name="", run_id=rec.get("run_id"), stage=rec.get("stage"), model=model, composer=composer,
+        ref=ref, name="", run_id=rec.get("run_id"), stage="base" if untrained else rec.get("stage"),
+        model=model, composer=composer,
         mode=rec.get("mode") or (None if composer in (None, presets.FILE_LEVEL) else "original"),
         loss=rec.get("loss"), theta=theta, train_tokens=tokens,
         train_length=_num(rec.get("train_length") or rec.get("seq_len"), int), record=rec)
     if rec:
         step = "" if p.name in ("final", "") or p == rec_path.parent else f" @{p.name}"
         if composer is None and info.stage == "base":
-            name = "Base model" + (f", θ={theta:,.0f}" if theta else "")
+            name = "Base model" + (f", θ={theta:,.0f}" if theta else "") + (" (no training)" if untrained else "")
         else:
             name = checkpoint_label(composer, info.mode, info.loss, theta)
             if composer not in (None, presets.FILE_LEVEL) and theta and theta != 500000:

@@ -18,12 +18,20 @@ from pathlib import Path
 
 
 def _checkpoints(spec: list[str], profile: str) -> list[str]:
-    """``runs``: every run of the profile with a final checkpoint; otherwise paths or hub ids."""
+    """``runs``: every run of the profile with a final checkpoint; ``run:ID``: that run's final
+    checkpoint; otherwise paths or hub ids."""
     from ..paths import results_dir
 
     out: list[str] = []
     for s in spec:
-        if s == "runs":
+        if s.startswith("run:"):
+            final = results_dir(profile) / "runs" / s[4:] / "checkpoints" / "final"
+            if not final.is_dir():
+                from .runner import EvalError
+                raise EvalError(f"run {s[4:]!r} has no final checkpoint ({final}): train it first "
+                                f"(rlctx train {profile} --stage repo --run-id {s[4:]})")
+            out.append(str(final))
+        elif s == "runs":
             found = sorted(str(p) for p in (results_dir(profile) / "runs").glob("*/checkpoints/final")
                            if p.is_dir())
             if not found:
@@ -63,7 +71,9 @@ def _settings(args, cfg) -> list[tuple[str, int]]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..config import load_profile
+    from ..data.types import CATEGORIES
     from .api import load_benchmark, default_benchmark, run_eval
+    from .runner import EvalError
 
     cfg = load_profile(args.profile, args.set)
     ev = cfg.get("eval") or {}
@@ -71,6 +81,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     bench = load_benchmark(args.benchmark or default_benchmark(args.profile, cfg),
                            limit=args.limit if args.limit is not None else ev.get("limit"), lca_path=args.lca)
     protocols = [p.strip() for p in (args.protocol or ev.get("protocol", "thesis")).split(",")]
+    categories = tuple(c.strip() for c in args.categories.split(",")) if args.categories \
+        else tuple(ev.get("categories") or CATEGORIES)
+    unknown = sorted(set(categories) - set(CATEGORIES))
+    if unknown:
+        raise EvalError(f"unknown line categories {unknown}: give a comma list of {list(CATEGORIES)}")
     for ck in _checkpoints(args.checkpoint, args.profile):
         model = tok = None
         for composer, n in settings:
@@ -85,7 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     continue
                 res = run_eval(ck, composer=composer, max_context=n, protocol=proto, profile=args.profile,
                                benchmark=bench, cfg=cfg, model=model, tokenizer=tok, engine=args.engine,
-                               batch_tokens=args.batch_tokens, out_dir=args.out_dir,
+                               batch_tokens=args.batch_tokens, out_dir=args.out_dir, categories=categories,
                                progress=sys.stderr.isatty())
                 s = res["summary"]
                 first = s.drop_duplicates("line_type").set_index("line_type")
@@ -102,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="smoke", help="profile (configs/<profile>.toml); results go to "
                    "results/<profile>/evals/")
     p.add_argument("--checkpoint", nargs="+", required=True,
-                   help="checkpoint folders or hub ids; 'runs' = every finished run of the profile")
+                   help="checkpoint folders or hub ids; 'runs' = every finished run of the profile; "
+                   "'run:ID' = one run's final checkpoint")
     p.add_argument("--benchmark", help="lca:<config>[:<path>], a mined data folder or a parquet file "
                    "(default: the profile's [eval] benchmark, else results/<profile>/data)")
     p.add_argument("--lca", help="local folder of LCA parquet files for --benchmark lca:<config>")
@@ -113,6 +129,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", action="store_true", help="Path Distance at base/4 ... 8x extended length")
     p.add_argument("--protocol", help="lca, thesis, thesis-separate, or a comma list such as lca,thesis (default: the profile's [eval] protocol)")
     p.add_argument("--limit", type=int, help="first N datapoints of the benchmark only")
+    p.add_argument("--categories", help="comma list of line categories to evaluate (default: the profile's "
+                   "[eval] categories, else all six)")
     p.add_argument("--engine", default="fast", choices=["fast", "reference"])
     p.add_argument("--batch-tokens", type=int, help="tokens per forward batch (default [eval] batch_tokens)")
     p.add_argument("--device", default=None)
@@ -121,3 +139,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override")
     p.add_argument("--dry-run", action="store_true", help="list what would be evaluated")
     p.set_defaults(func=cmd_eval)
+
+
+def launch_eval(profile: str, checkpoints: list[str], *, preset: str | None = None, sweep: bool = False,
+                protocol: str | None = None, overrides: list[str] | None = None,
+                extra: list[str] | None = None) -> int:
+    """Run ``rlctx eval`` as a subprocess (notebooks 06 and 08); stored evaluations are skipped, so a
+    stopped stage resumes where it was. Raises :class:`~rlctx_utils.launcher.LaunchError` on failure."""
+    from ..launcher import rlctx_command, run_relayed
+
+    args = ["eval", "--profile", profile, "--checkpoint", *checkpoints]
+    if preset:
+        args += ["--preset", preset]
+    if sweep:
+        args.append("--sweep")
+    if protocol:
+        args += ["--protocol", protocol]
+    for o in overrides or []:
+        args += ["--set", o]
+    return run_relayed(rlctx_command([*args, *(extra or [])]), what=f"rlctx eval --profile {profile}")

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from ..config import load_profile
+from ..launcher import LaunchError
 from .runs import SECTION, grid_runs, resolve_run
 
 
@@ -97,7 +98,7 @@ def launch(config: str, *, stage: str, run_id: str | None = None, overrides: lis
     ``accelerate_config`` the command goes through ``accelerate launch --config_file``. Raises
     :class:`TrainingLaunchError` with the last lines of output if the command fails.
     """
-    import subprocess
+    from ..launcher import rlctx_command, run_relayed
 
     args = [config, "--stage", stage, "--no-progress", *(overrides or [])]
     if run_id:
@@ -108,22 +109,9 @@ def launch(config: str, *, stage: str, run_id: str | None = None, overrides: lis
         args += ["--max-steps", str(max_steps)]
     if resume:
         args.append("--resume")
-    head = ([sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config]
-            if accelerate_config else [sys.executable])
-    cmd = [*head, "-m", "rlctx_utils.cli", "train", *args]
-    print("$", " ".join(cmd[1:] if not accelerate_config else cmd), flush=True)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    tail: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        tail = (tail + [line.rstrip()])[-20:]
-        if "Writing model shards" not in line:
-            print(line.rstrip(), flush=True)
-    rc = proc.wait()
-    if rc != 0:
-        raise TrainingLaunchError(f"rlctx train {config} --stage {stage} failed (exit {rc}):\n" + "\n".join(tail))
-    return rc
+    return run_relayed(rlctx_command(["train", *args], accelerate_config),
+                       what=f"rlctx train {config} --stage {stage}", error=TrainingLaunchError)
 
 
-class TrainingLaunchError(RuntimeError):
+class TrainingLaunchError(LaunchError):
     """``rlctx train`` launched from a notebook failed; the message holds its last output lines."""

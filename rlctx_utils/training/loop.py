@@ -518,6 +518,11 @@ def train(run: dict[str, Any], *, out_dir: str | Path | None = None, resume: boo
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
     log.close()
+    if stop == 0:
+        # No training (e.g. the base model with RoPE theta raised and nothing else): the initial
+        # weights, under this run's RoPE settings, are the run's final checkpoint.
+        save_checkpoint(accelerator, model, optimizer, scheduler, tokenizer, d / "checkpoints" / "final",
+                        step=0, positions=0, extra={"train_tokens": 0.0, "elapsed_s": 0.0})
     accelerator.wait_for_everyone()
     rec = None
     if main:

@@ -38,7 +38,9 @@ def plot_training_curves(run_dirs: list[str | Path], *, x: str = "step", smooth_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2.2, 1]})
+    many = len(run_dirs) > 4
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6 + (0.22 * len(run_dirs) if many else 0)),
+                                  gridspec_kw={"width_ratios": [2.2, 1]})
     styles = ["-", "--", ":", "-."]
     for i, d in enumerate(run_dirs):
         df = read_metrics(d)
@@ -61,11 +63,18 @@ def plot_training_curves(run_dirs: list[str | Path], *, x: str = "step", smooth_
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))  # the narrow panel: few ticks
-    ax.legend(fontsize=8, loc="upper right")
+    if many:  # a grid: the legend below both panels, where it hides no curve
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=7.5, loc="lower center", ncol=2,
+                   bbox_to_anchor=(0.5, 0.0))
+    else:
+        ax.legend(fontsize=8, loc="upper right")
     ax2.set_xlabel("Optimizer step")
     ax2.set_ylabel("Tokens per second")
     ax2.set_ylim(bottom=0)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
+    if many:
+        rows = (len(ax.get_legend_handles_labels()[1]) + 1) // 2
+        fig.subplots_adjust(bottom=min(0.6, 0.06 + 0.055 * rows * 3.6 / fig.get_figheight()))
     return fig

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -155,7 +157,17 @@ def prepare_run_dir(run: dict[str, Any], out_dir: str | Path | None = None, *,
                 f"(hash {rec.get('config_hash')} vs {h}); it is not overwritten: pick another "
                 f"--run-id or delete that folder")
         if rec.get("status") == "finished":
-            return d, "done"
+            if (d / "checkpoints" / "final").is_dir():
+                return d, "done"
+            # Finished runs are committed without their checkpoints (results/ holds logs only): a
+            # fresh clone retrains the run, which the seeded config makes repeat the committed log.
+            print(f"run {run['run_id']!r}: finished in the record but {relpath(d / 'checkpoints' / 'final')} "
+                  "is missing (checkpoints are not in git); training it again", file=sys.stderr)
+            for name in ("metrics.csv", "run.json", "data_order.json"):
+                (d / name).unlink(missing_ok=True)
+            shutil.rmtree(d / "tb", ignore_errors=True)
+            write_json(d / "config.json", run)
+            return d, "new"
         if not resume:
             raise RunExistsError(
                 f"run {run['run_id']!r} in {relpath(d)} exists and is unfinished (step "
