@@ -77,8 +77,9 @@ def plot_extrapolation(df: pd.DataFrame, *, metric: str = "em", line_types=("inp
             for ck, g in dl.groupby("checkpoint", sort=False):
                 g = g.sort_values("max_context")
                 comp = g["composer"].iloc[0]
+                full = g["loss"].iloc[0] == "full" and comp != "file_level"  # File-level: the same objective
                 ax.plot(g["max_context"], g[metric], marker="o", ms=4, lw=1.8, color=_color(comp),
-                        label=str(ck))
+                        ls="--" if full else "-", label=str(ck))
                 tl = g["train_length"].dropna()
                 if len(tl):
                     ax.axvline(int(tl.iloc[0]), color=_color(comp), ls=":", lw=1, alpha=0.8)

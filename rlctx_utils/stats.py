@@ -57,6 +57,8 @@ def paired_ttest(a, b, alternative: str = "less") -> TestResult:
 def wilcoxon(a, b, alternative: str = "less") -> TestResult:
     """Wilcoxon signed-rank test of a - b (zero differences dropped, scipy's default)."""
     a, b = _pair(a, b)
+    if np.allclose(a, b):  # no non-zero difference to rank (e.g. EM 0 on both sides at toy scale)
+        return TestResult(float("nan"), 1.0, len(a), f"Wilcoxon signed-rank ({alternative})")
     r = sps.wilcoxon(a, b, alternative=alternative)
     return TestResult(float(r.statistic), float(r.pvalue), len(a), f"Wilcoxon signed-rank ({alternative})")
 
@@ -118,7 +120,8 @@ def masked_vs_full_pairs(df: pd.DataFrame, metric: str = "em") -> pd.DataFrame:
     ``diff`` (masked - full); only composers trained both ways appear. Rows of the main four
     evaluation roles are used.
     """
-    d = df[df["loss"].isin(["masked", "full"]) & df["eval_role"].isin(["FL-base", "PD-base", "PD-ext", "Or-ext"])]
+    d = df[df["loss"].isin(["masked", "full"]) & df["eval_role"].isin(["FL-base", "PD-base", "PD-ext", "Or-ext"])
+           & df["line_type"].isin(["inproject", "infile"])]  # the paper's line types (not micro/macro)
     key = ["composer", "mode", "line_type", "eval_setting"]
     d = d.drop_duplicates(subset=key + ["loss"])
     wide = d.pivot_table(index=key, columns="loss", values=metric, aggfunc="first").dropna()

@@ -643,34 +643,47 @@ def render_markdown(fs: list[Finding], *, profile: str, context: str = "") -> st
     return "\n".join(lines)
 
 
-def study_context(profile: str, s: Study | None = None) -> str:
+def study_context(profile: str) -> str:
     """The paragraph that says what was trained and measured (from the committed records)."""
     from .evaluation.api import evals_dir
 
-    s = s
-    recs = {}
     runs = results_dir(profile) / "runs"
-    for p in sorted(runs.glob("*/run.json")) if runs.is_dir() else []:
-        recs[p.parent.name] = read_json(p)
+    recs = {p.parent.name: read_json(p) for p in sorted(runs.glob("*/run.json"))} if runs.is_dir() else {}
     base = recs.get(BASE, {})
     grid = [r for k, r in recs.items() if k != BASE and r.get("stop_step")]
-    sides = [read_json(p) for p in sorted(evals_dir(profile).glob("*.json"))] if evals_dir(profile).is_dir() else []
-    n_lines = {}
+    d = evals_dir(profile)
+    sides = [read_json(p) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+    benches = {}
     for sd in sides:
         ident = (sd.get("config") or {}).get("identity") or {}
-        n_lines[ident.get("benchmark")] = (sd.get("config") or {}).get("n_lines")
-    bench = ", ".join(f"{b} ({n} lines)" for b, n in n_lines.items())
+        benches[ident.get("benchmark")] = max(benches.get(ident.get("benchmark"), 0),
+                                              int((sd.get("config") or {}).get("n_lines") or 0))
+    lines_, repos = _benchmark_size(profile)
+    model = base.get("model") if isinstance(base.get("model"), dict) else {}
     wall_train = sum(float(r.get("wall_time_s") or 0) for r in recs.values())
     wall_eval = sum(float(sd.get("wall_time_s") or 0) for sd in sides)
-    return (f"Profile `{profile}`: a from-scratch Llama ({base.get('model', {}).get('preset', '?') if isinstance(base.get('model'), dict) else 'cpu'} "
-            f"preset) trained for {base.get('step', '?')} steps ({_tok(base.get('train_tokens'))} tokens) on single files "
-            f"at {base.get('train_length', '?')} tokens with θ 10,000, then {len(grid)} repository-level runs of "
-            f"{grid[0].get('step', '?') if grid else '?'} steps each (θ 500,000 unless named). Evaluated on the held-out "
-            f"benchmark {bench}, thesis protocol, {len(sides)} evaluations. Training took {wall_train / 60:.0f} min and "
-            f"evaluation {wall_eval / 60:.0f} min of compute on this 2-core CPU. Intervals: 95%, bootstrap over "
-            "repositories (few repositories make them wide; a difference whose interval contains 0 is called "
-            "within noise). Paper numbers: EM on LCA large_context at 4K/16K; ours at the profile's base/extended "
-            "lengths (FL-base, PD-base, PD-ext, Or-ext).")
+    steps = sorted({int(r.get("stop_step") or 0) for r in grid})
+    return (f"Profile `{profile}`: a from-scratch Llama (`{model.get('preset', '?')}` preset) trained for "
+            f"{base.get('step', '?')} steps ({_tok(base.get('train_tokens'))} tokens) on single files at "
+            f"{base.get('train_length', '?')} tokens with θ 10,000, then {len(grid)} repository-level runs of "
+            f"{'/'.join(map(str, steps)) or '?'} steps each at θ 500,000 (File-level θ 10k apart), plus the base model "
+            f"with θ raised and no training. Evaluated on the held-out benchmark "
+            f"({', '.join(f'`{b}`' for b in benches) or '?'}: {lines_} inproject lines from {repos} repositories), "
+            f"thesis protocol, {len(sides)} stored evaluations. Compute on this 2-core CPU: training "
+            f"{wall_train / 60:.0f} min, evaluation {wall_eval / 60:.0f} min. Intervals are 95% bootstraps over "
+            "repositories; with this few repositories they are wide, and a difference whose interval contains 0 is "
+            "called within noise. Paper numbers are EM on LCA large_context at 4K/16K; ours are at the profile's "
+            "base/extended lengths (FL-base, PD-base, PD-ext, Or-ext).")
+
+
+def _benchmark_size(profile: str) -> tuple[int, int]:
+    """Inproject lines and repositories of the profile's stored PD-ext evaluations."""
+    ev = Evals(profile)
+    for _, r in ev.index.iterrows():
+        df = pd.read_parquet(r["path"])
+        d = df[df["category"] == LINE_TYPE]
+        return len(d), int(d["repository"].nunique())
+    return 0, 0
 
 
 def write_toy_scale(profile: str, *, paper_csv: Path | None = None, out: Path | None = None,
@@ -683,7 +696,9 @@ def write_toy_scale(profile: str, *, paper_csv: Path | None = None, out: Path | 
     cfg = load_profile(profile)
     fs = findings(profile, paper, cfg, protocol=protocol)
     out = Path(out) if out else PAPER / "toy_scale.md"
-    write_text(out, render_markdown(fs, profile=profile, context=study_context(profile)) + "\n")
+    context = study_context(profile) + (f"\n\n![The differences behind the verdicts](figures/toy_scale_{profile}_effects.png)"
+                                        if out.parent.resolve() == PAPER.resolve() else "")
+    write_text(out, render_markdown(fs, profile=profile, context=context) + "\n")
     write_json(results_dir(profile) / "findings.json", {"profile": profile, "protocol": protocol,
                                                         "primary_measure": PRIMARY, "line_type": LINE_TYPE,
                                                         "findings": [f.to_json() for f in fs]})

@@ -120,3 +120,16 @@ def test_committed_report_lists_every_committed_artifact():
         assert f"figures/{png.name}" in text, png.name
     for md in (REPO_ROOT / "paper" / "tables").glob("*.md"):
         assert f"tables/{md.name}" in text, md.name
+
+
+def test_colab_notebook_is_the_jupytext_pair_without_outputs():
+    """The committed Colab .ipynb (the only .ipynb in git) is its .py twin, unexecuted."""
+    import jupytext
+
+    from rlctx_utils.paths import NOTEBOOKS
+
+    py = jupytext.read(NOTEBOOKS / "colab" / "gpu_small.py")
+    nb = jupytext.read(NOTEBOOKS / "colab" / "gpu_small.ipynb")
+    assert [c.source for c in nb.cells] == [c.source for c in py.cells]
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert "colab-badge.svg" in nb.cells[0].source and '"make", "setup"' in "".join(c.source for c in nb.cells)
