@@ -299,6 +299,10 @@ class Study:
         return sorted(out)
 
 
+def _verdict(reproduced: bool, partly: bool) -> str:
+    return "reproduced" if reproduced else ("partly" if partly else "not reproduced")
+
+
 def _missing(number: int, title: str, claim: str, rule: str, what: str) -> Finding:
     return Finding(number, title, claim, [], "not tested", f"missing: {what}", rule)
 
@@ -337,12 +341,7 @@ def finding1(s: Study) -> Finding:
     rows.append(Row("RoPE adaptation gain for scale: File-level θ 500k − θ 10k", _f(p_gain, signed=True), gain))
     sp, g = spread[PRIMARY], gain[PRIMARY]
     ratio = sp.value / g.value if g.value > 0 else float("inf")
-    if sp.within_noise or ratio < 0.25:
-        verdict = "reproduced"
-    elif ratio < 0.5:
-        verdict = "partly"
-    else:
-        verdict = "not reproduced"
+    verdict = _verdict(sp.within_noise or ratio < 0.25, ratio < 0.5)
     noise = "within noise" if sp.within_noise else "outside noise"
     reason = (f"the {len(runs)} realistic composers span {sp.value:.1f} token-accuracy points at PD-ext "
               f"({s.label(best)} best, {s.label(worst)} worst; {noise}, CI {sp.text()}), "
@@ -385,7 +384,7 @@ def finding2(s: Study) -> Finding:
                  _f(_paper_em(P, b10, "PD-16K") - _paper_em(P, b10, "PD-4K"), signed=True), c)]
     ok_a = a[PRIMARY].value > 0 and not a[PRIMARY].within_noise
     ok_b = b[PRIMARY].value > 0 and not b[PRIMARY].within_noise
-    verdict = "reproduced" if ok_a and ok_b else ("partly" if ok_a or ok_b else "not reproduced")
+    verdict = _verdict(ok_a and ok_b, ok_a or ok_b)
     keep = s.lvl(BASE, "PD-ext")[PRIMARY].value / max(s.lvl(BASE, "PD-base")[PRIMARY].value, 1e-9)
     keep_fl = s.lvl(FL10K, "PD-ext")[PRIMARY].value / max(s.lvl(BASE, "PD-base")[PRIMARY].value, 1e-9)
     keep_un = s.lvl(UNTRAINED, "PD-ext")[PRIMARY].value / max(s.lvl(BASE, "PD-base")[PRIMARY].value, 1e-9)
@@ -428,12 +427,7 @@ def finding3(s: Study) -> Finding:
             Row("File-level's share of the gain over the untrained θ 500k model", f"{p_share:.2f}", {},
                 extra=f"ours {share:.2f} (token accuracy)")]
     ld = lead[PRIMARY]
-    if ld.within_noise or share >= 0.8:
-        verdict = "reproduced"
-    elif share >= 0.5:
-        verdict = "partly"
-    else:
-        verdict = "not reproduced"
+    verdict = _verdict(ld.within_noise or share >= 0.8, share >= 0.5)
     reason = (f"File-level θ 500k reaches {fl:.1f} token-accuracy points at PD-ext against {bst:.1f} for the best "
               f"composer ({s.label(best)}; lead {ld.text(signed=True)}, {'within' if ld.within_noise else 'outside'} "
               f"noise), a share of {share:.2f} of the gain over the untrained model (paper: {p_share:.2f}), with "
@@ -488,7 +482,7 @@ def finding4(s: Study) -> Finding:
     m = s.diff((PD, "PD-ext"), (PD_FULL, "PD-ext"))[PRIMARY]
     ok_pd = m.value < 0 and not m.within_noise
     ok_dup = dup is not None and dup[PRIMARY].value < m.value
-    verdict = "reproduced" if ok_pd and ok_dup else ("partly" if ok_pd or ok_dup else "not reproduced")
+    verdict = _verdict(ok_pd and ok_dup, ok_pd or ok_dup)
     dup_txt = (f"Duplication's is {dup[PRIMARY].text(signed=True)}" if dup is not None
                else "Duplication was not trained both ways")
     mc_txt = (f"; exact McNemar on PD-ext exact matches: {int(mc.statistic)} lines only masked right, p = "
@@ -552,7 +546,7 @@ def finding5(s: Study) -> Finding:
     pd2 = s.diff((PD, 2 * pd_len), (PD, pd_len))[PRIMARY]
     ok_fl = fl4.value > 0 and not fl4.within_noise
     ok_pd = not (pd2.value < 0 and not pd2.within_noise)
-    verdict = "reproduced" if ok_fl and ok_pd else ("partly" if ok_fl or ok_pd else "not reproduced")
+    verdict = _verdict(ok_fl and ok_pd, ok_fl or ok_pd)
     top = max(sizes)
     reason = (f"File-level θ 500k gains {fl4.text(signed=True)} token-accuracy points from its training length "
               f"{_size(fl_len)} to {_size(4 * fl_len)} ({'outside' if not fl4.within_noise else 'within'} noise); Path "
@@ -595,7 +589,7 @@ def finding6(s: Study) -> Finding:
                     extra=(f"ours {np.mean(diffs):+.1f} ({min(diffs):+.1f} to {max(diffs):+.1f}, {len(diffs)} "
                            f"run{'s' if len(diffs) != 1 else ''})"
                            if diffs else "")))
-    verdict = "reproduced" if all(ok) else ("partly" if any(ok) else "not reproduced")
+    verdict = _verdict(all(ok), any(ok))
     db, dp = s.diff((BASE, "PD-base"), (BASE, "FL-base"))[PRIMARY], s.diff((PD, "PD-base"), (PD, "FL-base"))[PRIMARY]
     reason = (f"the repository context at the base length adds {db.text(signed=True)} token-accuracy points to the base "
               f"model and {dp.text(signed=True)} to the Path Distance .py checkpoint")
@@ -824,8 +818,8 @@ def write_effects_figure(fs: list[Finding], profile: str, out_dir: Path | None =
     handles = [plt.Line2D([], [], color=c, lw=2.2, label=v) for v, c in VERDICT_COLORS.items()
                if any(f.verdict == v for f, _ in items)]
     ax.legend(handles=handles, title="verdict of the finding", fontsize=8, title_fontsize=8, loc="lower right")
-    ax.set_title(f"The differences behind the verdicts ({profile} profile; dot = mean over lines, bar = 95% "
-                 "bootstrap interval over repositories)", fontsize=9.5)
+    ax.set_title(f"The differences behind the verdicts ({profile} profile)\ndot = mean over target lines, bar = 95% "
+                 "bootstrap interval over repositories", fontsize=9.5)
     ax.grid(axis="y", alpha=0)
     fig.tight_layout()
     return save_figure(fig, f"toy_scale_{profile}_effects", out_dir=Path(out_dir) if out_dir else FIGURES,

@@ -55,7 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for run in runs:
         rec = train(run, out_dir=args.out_dir, resume=args.resume, progress=not args.no_progress)
         print(f"{rec['run_id']}: {rec.get('status')} at step {rec.get('step')}, "
-              f"loss {rec.get('final_loss', float('nan')):.4f}, {rec.get('train_tokens', 0):,} tokens",
+              f"loss {rec.get('final_loss') if rec.get('final_loss') is not None else float('nan'):.4f}, "
+              f"{rec.get('train_tokens', 0):,} tokens",
               file=sys.stderr)
     return 0
 

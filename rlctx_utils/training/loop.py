@@ -526,7 +526,7 @@ def train(run: dict[str, Any], *, out_dir: str | Path | None = None, resume: boo
     accelerator.wait_for_everyone()
     rec = None
     if main:
-        last_loss = float(log.rows[-1]["loss"]) if log.rows else float("nan")
+        last_loss = float(log.rows[-1]["loss"]) if log.rows else None  # None (JSON null): no step was taken
         rec_fields["status"] = "finished"
         rec = write_record(d, run, step=stop, train_tokens=int(train_tokens), final_loss=last_loss,
                            final_checkpoint=relpath(d / "checkpoints" / "final"), wall_time_s=round(elapsed, 1),
