@@ -64,9 +64,12 @@ $(EXEC)/02_rope_scaling.ipynb: notebooks/02_rope_scaling.py rlctx_utils/rope.py 
 # Our runs, from their committed evaluations (nothing is trained or evaluated here).
 OURS_MODULES := $(RESULTS_MODULES) rlctx_utils/toy_scale.py rlctx_utils/evaluation/report.py
 .SECONDEXPANSION:
-$(EXEC)/%/06_evaluation.ipynb $(EXEC)/%/07_masked_vs_full.ipynb $(EXEC)/%/08_extrapolation.ipynb $(EXEC)/%/09_toy_scale.ipynb: \
-    notebooks/$$(basename $$(notdir $$@)).py $$(wildcard results/$$*/evals/*.summary.csv) $(OURS_MODULES) | $(STAMP)
-	$(BIN)/rlctx notebook run $(basename $(notdir $@)) --profile $* --out-dir $(EXEC)/$*
+# One pattern rule per notebook (a rule with several pattern targets would make them all at once).
+define OUR_NOTEBOOK_RULE
+$(EXEC)/%/$(1).ipynb: notebooks/$(1).py $$$$(wildcard results/$$$$*/evals/*.summary.csv) $(OURS_MODULES) | $(STAMP)
+	$(BIN)/rlctx notebook run $(1) --profile $$* --out-dir $(EXEC)/$$*
+endef
+$(foreach nb,06_evaluation 07_masked_vs_full 08_extrapolation 09_toy_scale,$(eval $(call OUR_NOTEBOOK_RULE,$(nb))))
 
 figures: $(PAPER_NOTEBOOKS) $(CHEAP_NOTEBOOKS) $(OUR_NOTEBOOKS)  ## regenerate tables and figures from committed results
 	$(BIN)/rlctx report

@@ -26,7 +26,7 @@
 # %% tags=["parameters"]
 profile = "cpu"                 # which profile's model to draw beside the paper's (and whose checkpoints to read)
 base_checkpoint = "auto"        # folder of a base model (theta 10k); "auto": results/<profile>/runs/base*/checkpoints/final
-extended_checkpoint = "auto"    # folder after extension training; "auto": results/<profile>/runs/file_level*/...; "" for none
+extended_checkpoint = "auto"    # folder after extension training; "auto": the Path Distance .py run, else File-level θ 500k; "" for none
 heldout_files = 48              # held-out files for the empirical loss-by-position curve
 eval_multiple = 2               # evaluate up to eval_multiple x the profile's extended length
 figures_dir = "paper/figures"
@@ -132,7 +132,8 @@ for name, params in rope_plots.scaling_variants().items():
 
 # %%
 base_ck = rope_plots.find_checkpoint(profile, base_checkpoint, ("base*",))
-ext_ck = rope_plots.find_checkpoint(profile, extended_checkpoint, ("file_level*", "*file*level*", "ext*"))
+ext_ck = rope_plots.find_checkpoint(profile, extended_checkpoint, ("path_distance_py-original-masked-theta500000",
+                                                                   "file_level*theta500000", "ext*"))
 if base_ck is None:
     print(f"No base checkpoint for profile {profile!r} (looked for {base_checkpoint!r}; 'auto' means "
           f"results/{profile}/runs/base*/checkpoints/final). Skipping the empirical figure: train one with "

@@ -24,7 +24,7 @@ results_csv = "results/paper/results.csv"
 metrics_to_show = "em,token_acc"
 figures_dir = "paper/figures"
 evaluate = False      # True: run the sweep first (rlctx eval --sweep, skipped where stored)
-sweep_runs = []       # run ids to sweep; [] = the profile's [eval] sweep_runs
+sweep_runs = []       # run ids to sweep; [] = sweep_runs of the profile ([eval] section)
 
 # %%
 from pathlib import Path

@@ -27,6 +27,7 @@ results_csv = "results/paper/results.csv"
 tables_dir = "paper/tables"
 figures_dir = "paper/figures"
 report_md = "paper/toy_scale.md"
+findings_dir = ""      # findings.json and masked_vs_full_lines.json; default: results/<profile>
 
 # %%
 from pathlib import Path
@@ -58,7 +59,7 @@ for name in written:
 
 # %%
 study = toy_scale.Study(profile, paper, cfg, protocol)
-name = toy_scale.write_masked_vs_full_lines(study, out_dir=Path(tables_dir))
+name = toy_scale.write_masked_vs_full_lines(study, out_dir=Path(tables_dir), json_dir=findings_dir or None)
 if name:
     display(Markdown(Path(tables_dir, f"{name}.md").read_text()))
 
@@ -66,7 +67,8 @@ if name:
 # ## The six findings
 
 # %%
-out, fs = toy_scale.write_toy_scale(profile, paper_csv=Path(results_csv), out=Path(report_md), protocol=protocol)
+out, fs = toy_scale.write_toy_scale(profile, paper_csv=Path(results_csv), out=Path(report_md), protocol=protocol,
+                                    findings_dir=findings_dir or None)
 display(Markdown(out.read_text()))
 
 # %%

@@ -41,6 +41,11 @@ COLORS: dict[str, str] = {
     "random_files": "#666666",
     "random_py": "#000000",
     "mixed": "#882255",
+    # the probes: colours that cannot be mistaken for File-level blue or Path Distance vermillion
+    "duplication": "#AA4499",
+    "random_tokens": "#332288",
+    "leak": "#44AA99",
+    "masked_leak": "#117733",
 }
 OURS_COLOR = "#444444"
 

@@ -47,7 +47,7 @@ def save_figure(fig: plt.Figure, name: str, *, caption: str, source: str, regene
 
 
 def _color(composer: str | None, fallback: str = OURS_COLOR) -> str:
-    return COLORS.get(composer or "", fallback)
+    return COLORS.get(composer if isinstance(composer, str) else "", fallback)
 
 
 def _kfmt(n: float) -> str:
@@ -77,7 +77,7 @@ def plot_extrapolation(df: pd.DataFrame, *, metric: str = "em", line_types=("inp
             for ck, g in dl.groupby("checkpoint", sort=False):
                 g = g.sort_values("max_context")
                 comp = g["composer"].iloc[0]
-                full = g["loss"].iloc[0] == "full" and comp != "file_level"  # File-level: the same objective
+                full = str(g["loss"].iloc[0]) == "full" and comp != "file_level"  # File-level: the same objective
                 ax.plot(g["max_context"], g[metric], marker="o", ms=4, lw=1.8, color=_color(comp),
                         ls="--" if full else "-", label=str(ck))
                 tl = g["train_length"].dropna()
@@ -88,6 +88,11 @@ def plot_extrapolation(df: pd.DataFrame, *, metric: str = "em", line_types=("inp
             ax.xaxis.set_major_locator(FixedLocator(ticks))
             ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xticklabels([_kfmt(t) for t in ticks])
+            if metric == "em":  # a percentage: no negative axis, even when a toy model scores 0 everywhere
+                top = float(dl[metric].max()) if len(dl) else 0.0
+                ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
+                if top == 0:
+                    ax.text(0.5, 0.5, "EM 0 at every size", transform=ax.transAxes, ha="center", color="0.3")
             ax.set_title(f"{lt} lines" + ("" if len(sources) == 1 else f" — {src}"))
             ax.set_xlabel("maximum context (tokens, log scale)")
             if j == 0:

@@ -56,7 +56,7 @@ def _ours(name: str) -> bool:
 
 
 def _section(name: str) -> str:
-    if _ours(name) and any(name.startswith(p) for p in (*SECTIONS[0][1], *SECTIONS[1][1])):
+    if name.startswith("toy_scale") or (_ours(name) and any(name.startswith(p) for p in (*SECTIONS[0][1], *SECTIONS[1][1]))):
         return OURS_TITLE
     for title, prefixes in SECTIONS:
         if any(name.startswith(p) for p in prefixes):

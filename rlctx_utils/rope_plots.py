@@ -292,31 +292,52 @@ def _position_style(rec: dict[str, Any]) -> tuple[str, str, str]:
     return label, COLORS.get(composer, "#444444"), ls
 
 
+def log_bins(positions: np.ndarray, loss: np.ndarray, count: np.ndarray, per_octave: int = 4):
+    """Count-weighted mean loss in log-spaced position bins (``per_octave`` bins per doubling):
+    the curve a log axis can show without the noise of single positions."""
+    edges = np.unique(np.round(2 ** np.arange(0, np.log2(positions.max()) + 1 / per_octave, 1 / per_octave)))
+    edges = np.append(edges, positions.max() + 1)
+    xs, ys = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (positions >= lo) & (positions < hi)
+        if m.any():
+            xs.append(float(np.sqrt(lo * (hi - 1)) if hi - 1 > lo else lo))
+            ys.append(float(np.average(loss[m], weights=count[m])))
+    return np.array(xs), np.array(ys)
+
+
 def positions_figure(curves: Any, base_length: int, extended_length: int, run_ids: list[str], *,
-                     note: str = "", smooth_window: int = 64) -> plt.Figure:
+                     note: str = "", per_octave: int = 2, start: int = 16) -> plt.Figure:
     """Next-token loss by position on the held-out benchmark, one curve per run (stored curves of
-    :mod:`rlctx_utils.evaluation.positions`), the training lengths marked."""
-    fig, ax = plt.subplots(figsize=(8.5, 4.6))
-    ymax = 0.0
+    :mod:`rlctx_utils.evaluation.positions`, averaged in log-spaced bins from ``start``). Top: the
+    loss; bottom: its difference to the first run (the base model), which removes what every model
+    shares (the same text at the same positions) and leaves what the RoPE base and training change."""
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8.5, 7.2), sharex=True, gridspec_kw={"height_ratios": [1.2, 1]})
+    ref = None
     for rid in run_ids:
-        c = curves[curves["run_id"] == rid].sort_values("position")
+        c = curves[(curves["run_id"] == rid) & (curves["position"] >= start)].sort_values("position")
         if c.empty:
             continue
         rec = {**c.iloc[0].to_dict(), "run_id": rid}
         rec = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
         label, color, ls = _position_style(rec)
-        y = smooth(c["loss"].to_numpy(), smooth_window)
-        ax.plot(c["position"], y, color=color, ls=ls, lw=1.6, label=label)
-        ymax = max(ymax, float(np.percentile(y, 99)))
-    for x, txt, style, yy in ((base_length, f" base length {fmt_tokens(base_length)}", "--", 0.98),
-                              (extended_length, f" extended {fmt_tokens(extended_length)}", ":", 0.90)):
-        ax.axvline(x, color="0.35", ls=style, lw=1)
-        ax.text(x, yy, txt, transform=ax.get_xaxis_transform(), fontsize=8, va="top", color="0.25")
-    ax.set_xscale("log", base=2)
-    ax.set_ylim(None, ymax * 1.03 if ymax else None)
-    ax.set_xlabel("position in the sequence (tokens, log scale): Path Distance context, then the completion file")
-    ax.set_ylabel(f"next-token loss (nats, moving average of {smooth_window})")
+        x, y = log_bins(c["position"].to_numpy(), c["loss"].to_numpy(), c["count"].to_numpy(), per_octave)
+        ax.plot(x, y, color=color, ls=ls, lw=1.6, marker="o", ms=3, label=label)
+        if ref is None:
+            ref = (label, y)
+        ax2.plot(x, y - ref[1], color=color, ls=ls, lw=1.6, marker="o", ms=3)
+    for a in (ax, ax2):
+        for xv, style in ((base_length, "--"), (extended_length, ":")):
+            a.axvline(xv, color="0.35", ls=style, lw=1)
+    for xv, txt, yy in ((base_length, f" base length {fmt_tokens(base_length)}", 0.98),
+                        (extended_length, f" extended {fmt_tokens(extended_length)}", 0.90)):
+        ax.text(xv, yy, txt, transform=ax.get_xaxis_transform(), fontsize=8, va="top", color="0.25")
+    ax2.axhline(0, color="0.3", lw=0.8)
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("position in the sequence (tokens, log scale): Path Distance context, then the completion file")
+    ax.set_ylabel(f"next-token loss (nats; {per_octave} bins per doubling)")
+    ax2.set_ylabel(f"difference to {ref[0] if ref else 'the first run'} (nats)", fontsize=8.5)
     ax.set_title("Loss by position on the held-out benchmark" + (f"\n{note}" if note else ""), fontsize=10)
-    ax.legend(loc="lower left", fontsize=7.5)
+    ax.legend(loc="upper left", fontsize=7.5)
     fig.tight_layout()
     return fig

@@ -229,7 +229,9 @@ def other_composer_ranges(df: pd.DataFrame, metric: str = "em") -> pd.DataFrame:
 def table2(df: pd.DataFrame, *, metric: str = "em", caption: str | None = None) -> Table:
     """Table 2, condensed: base models, File-level, Path Distance .py, and the range of the rest."""
     # File-level sequences hold no context, so its masked and full losses are the same objective
-    masked = df[(df["loss"].isna() | (df["loss"] == "masked") | (df["composer"] == "file_level"))]
+    # (and base models, with no repository-level training, keep whatever loss their pretraining used)
+    masked = df[(df["loss"].isna() | (df["loss"] == "masked") | (df["composer"] == "file_level")
+                 | df["composer"].isna())]
     main = masked[masked["composer"].isna() | masked["composer"].isin(["file_level"]) |
                   ((masked["composer"] == "path_distance_py") & (masked["mode"] == "original"))]
     # a run printed in two tables (Table 3 and Table 4) appears once, under its first name

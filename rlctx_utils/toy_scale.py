@@ -316,6 +316,12 @@ def _graded_agree(d: dict[str, Estimate]) -> str:
     return "the target-line loss agrees" if same else "the target-line loss points the other way"
 
 
+def _paper_name(rec: dict[str, Any]) -> str:
+    """The paper's Table 3 name of a run like ours: 'Path Distance .py (reversed)'."""
+    name = COMPOSER_LABELS.get(rec.get("composer"), str(rec.get("composer")))
+    return name + ("" if rec.get("mode") in (None, "original") else f" ({rec['mode']})")
+
+
 def finding1(s: Study) -> Finding:
     title = "The composer has only a marginal effect"
     claim = "All realistic composers land within about 2 EM points of each other at 16K."
@@ -332,21 +338,30 @@ def finding1(s: Study) -> Finding:
     gain = s.diff((FL500K, "PD-ext"), (FL10K, "PD-ext"))
     pr = _paper_realistic(s.paper)
     p_gain = _paper_em(s.paper, "File-level 4K, θ=500,000", "PD-16K") - _paper_em(s.paper, "File-level 4K, θ=10,000", "PD-16K")
-    rows = [Row(s.label(r), _f(pr.get(COMPOSER_LABELS.get(s.records[r].get("composer"), "") +
-                                     ("" if s.records[r].get("mode") in (None, "original")
-                                      else f" ({s.records[r]['mode']})"), float("nan"))), levels[r])
-            for r in order]
+    rows = [Row(s.label(r), _f(pr.get(_paper_name(s.records[r]), float("nan"))), levels[r]) for r in order]
     rows.append(Row(f"spread: {s.label(best)} − {s.label(worst)}", f"{pr.max() - pr.min():.1f} "
                     f"(range {pr.min():.1f}–{pr.max():.1f}, {len(pr)} runs)", spread))
     rows.append(Row("RoPE adaptation gain for scale: File-level θ 500k − θ 10k", _f(p_gain, signed=True), gain))
     sp, g = spread[PRIMARY], gain[PRIMARY]
     ratio = sp.value / g.value if g.value > 0 else float("inf")
+    rcb = s.diff((best, "PD-ext"), (best, "FL-base")) if s.has((best, "FL-base")) else None
+    if rcb is not None:
+        paper_name = _paper_name(s.records.get(best) or {})
+        rows.append(Row(f"repository-context boost of {s.label(best)}: PD-ext − FL-base",
+                        _f(_paper_em(s.paper, paper_name, "PD-16K") - _paper_em(s.paper, paper_name, "FL-4K"),
+                           signed=True), rcb))
     verdict = _verdict(sp.within_noise or ratio < 0.25, ratio < 0.5)
     noise = "within noise" if sp.within_noise else "outside noise"
     reason = (f"the {len(runs)} realistic composers span {sp.value:.1f} token-accuracy points at PD-ext "
               f"({s.label(best)} best, {s.label(worst)} worst; {noise}, CI {sp.text()}), "
               f"{ratio:.2f}× the RoPE adaptation gain of {g.value:.1f} points (paper: {pr.max() - pr.min():.1f} EM "
               f"against {p_gain:.1f}, {(pr.max() - pr.min()) / p_gain:.2f}×)")
+    if rcb is not None:
+        r = rcb[PRIMARY]
+        reason += (f". The best composer's own repository-context boost is {r.text(signed=True)} "
+                   + ("(within noise): at this scale the models hardly use the repository context, so a marginal "
+                      "composer effect is expected and says little about the paper's claim"
+                      if r.within_noise or r.value <= 0 else "(outside noise): the context is used"))
     return Finding(1, title, claim, rows, verdict, reason, rule)
 
 
@@ -430,7 +445,8 @@ def finding3(s: Study) -> Finding:
     verdict = _verdict(ld.within_noise or share >= 0.8, share >= 0.5)
     reason = (f"File-level θ 500k reaches {fl:.1f} token-accuracy points at PD-ext against {bst:.1f} for the best "
               f"composer ({s.label(best)}; lead {ld.text(signed=True)}, {'within' if ld.within_noise else 'outside'} "
-              f"noise), a share of {share:.2f} of the gain over the untrained model (paper: {p_share:.2f}), with "
+              f"noise), a share of {share:.2f} of the gain over the untrained model (paper: {p_share:.2f}; the whole "
+              f"gain is {bst - un:.1f} points here, so the share is a ratio of small numbers), with "
               f"{_tok(fl_tok)} against {_tok(best_tok)} training tokens")
     return Finding(3, title, claim, rows, verdict, reason, rule)
 
@@ -485,8 +501,14 @@ def finding4(s: Study) -> Finding:
     verdict = _verdict(ok_pd and ok_dup, ok_pd or ok_dup)
     dup_txt = (f"Duplication's is {dup[PRIMARY].text(signed=True)}" if dup is not None
                else "Duplication was not trained both ways")
-    mc_txt = (f"; exact McNemar on PD-ext exact matches: {int(mc.statistic)} lines only masked right, p = "
-              f"{mc.pvalue:.2f}" if mc is not None else "")
+    a_em, b_em = s.lines(PD, "PD-ext")["match"].sum(), s.lines(PD_FULL, "PD-ext")["match"].sum()
+    if mc is None:
+        mc_txt = ""
+    elif a_em + b_em == 0:
+        mc_txt = "; exact match is 0 for both runs, so the McNemar test has no discordant line"
+    else:
+        mc_txt = (f"; exact McNemar on PD-ext exact matches: {int(mc.statistic)} lines only masked right, p = "
+                  f"{mc.pvalue:.2f}")
     ratio = s.loss_token_ratio(PD_FULL, PD)
     ratio_txt = (f". The full-loss run trained on {ratio:.1f}× as many loss tokens per step (the context tokens too)"
                  if ratio else "")
@@ -520,10 +542,11 @@ def finding5(s: Study) -> Finding:
         return _missing(5, title, claim, rule, "the sweep of File-level θ 500k and Path Distance .py")
     P = s.paper
     f2 = P[(P["table"] == "figure2") & (P["line_type"] == LINE_TYPE)]
-    rows = []
+    rows, best_sizes = [], []
     for rid, paper_ck, tl in ((FL500K, "File-level 4K, θ=500,000", fl_len), (PD, "Path Distance .py", pd_len)):
         curve = {n: s.lvl(rid, n) for n in sizes if s.lines(rid, n) is not None}
         best_n = max(curve, key=lambda n: curve[n][PRIMARY].value)
+        best_sizes.append(best_n)
         pc = f2[f2["checkpoint"] == paper_ck].set_index("max_context")["em"]
         p_peak = int(pc.idxmax()) if len(pc) else 0
         p_len = 4096 if rid == FL500K else 16384
@@ -542,6 +565,9 @@ def finding5(s: Study) -> Finding:
                                  - f2[(f2["checkpoint"] == "Path Distance .py") & (f2["max_context"] == 16384)]["em"].mean()),
                            signed=True), d8))
         collapse = f"; at 8× ({_size(8 * pd_len)}) it changes by {d8[PRIMARY].text(signed=True)}"
+    elif s.lines(PD, 4 * pd_len) is not None:
+        d4 = s.diff((PD, 4 * pd_len), (PD, pd_len))[PRIMARY]
+        collapse = f", and by {d4.text(signed=True)} at 4× ({_size(4 * pd_len)})"
     fl4 = s.diff((FL500K, 4 * fl_len), (FL500K, fl_len))[PRIMARY]
     pd2 = s.diff((PD, 2 * pd_len), (PD, pd_len))[PRIMARY]
     ok_fl = fl4.value > 0 and not fl4.within_noise
@@ -551,8 +577,10 @@ def finding5(s: Study) -> Finding:
     reason = (f"File-level θ 500k gains {fl4.text(signed=True)} token-accuracy points from its training length "
               f"{_size(fl_len)} to {_size(4 * fl_len)} ({'outside' if not fl4.within_noise else 'within'} noise); Path "
               f"Distance .py changes by {pd2.text(signed=True)} from {_size(pd_len)} to {_size(2 * pd_len)}{collapse}"
-              + ("" if collapse else f". The sweep stops at {_size(top)} = {top // pd_len}× the extended length, so the "
-                 "paper's collapse at 8× is not tested"))
+              + ("" if s.lines(PD, 8 * pd_len) is not None else f". The sweep stops at {_size(top)} = {top // pd_len}× "
+                 "the extended length, so the paper's collapse at 8× is not tested")
+              + (f". No checkpoint gains from a longer context here: token accuracy is highest at "
+                 f"{_size(min(best_sizes))}–{_size(max(best_sizes))} tokens" if best_sizes and max(best_sizes) < s.base_len else ""))
     return Finding(5, title, claim, rows, verdict, reason, rule)
 
 
@@ -591,9 +619,20 @@ def finding6(s: Study) -> Finding:
                            if diffs else "")))
     verdict = _verdict(all(ok), any(ok))
     db, dp = s.diff((BASE, "PD-base"), (BASE, "FL-base"))[PRIMARY], s.diff((PD, "PD-base"), (PD, "FL-base"))[PRIMARY]
+    share = context_share(s.lines(BASE, "PD-base"), s.lines(BASE, "FL-base"))
     reason = (f"the repository context at the base length adds {db.text(signed=True)} token-accuracy points to the base "
-              f"model and {dp.text(signed=True)} to the Path Distance .py checkpoint")
+              f"model and {dp.text(signed=True)} to the Path Distance .py checkpoint. At {s.base_len} tokens the "
+              f"completion file's prefix leaves room for any context in only {share:.0%} of the lines (in the paper, "
+              "4K tokens hold most completion files with room to spare)")
     return Finding(6, title, claim, rows, verdict, reason, rule)
+
+
+def context_share(with_context: pd.DataFrame | None, file_level: pd.DataFrame | None) -> float:
+    """Share of lines whose prompt holds any repository context (longer than the File-level prompt)."""
+    if with_context is None or file_level is None:
+        return float("nan")
+    m = _aligned(with_context, file_level)
+    return float((m["prompt_tokens_a"] > m["prompt_tokens_b"]).mean()) if len(m) else float("nan")
 
 
 FINDINGS = (finding1, finding2, finding3, finding4, finding5, finding6)
@@ -653,7 +692,12 @@ def study_context(profile: str) -> str:
         benches[ident.get("benchmark")] = max(benches.get(ident.get("benchmark"), 0),
                                               int((sd.get("config") or {}).get("n_lines") or 0))
     lines_, repos = _benchmark_size(profile)
-    model = base.get("model") if isinstance(base.get("model"), dict) else {}
+    from .config import load_profile
+
+    try:
+        model = load_profile(profile).get("model") or {}
+    except Exception:  # noqa: BLE001 - a profile name without a config file
+        model = {}
     wall_train = sum(float(r.get("wall_time_s") or 0) for r in recs.values())
     wall_eval = sum(float(sd.get("wall_time_s") or 0) for sd in sides)
     steps = sorted({int(r.get("stop_step") or 0) for r in grid})
@@ -681,7 +725,7 @@ def _benchmark_size(profile: str) -> tuple[int, int]:
 
 
 def write_toy_scale(profile: str, *, paper_csv: Path | None = None, out: Path | None = None,
-                    protocol: str = "thesis") -> tuple[Path, list[Finding]]:
+                    protocol: str = "thesis", findings_dir: Path | None = None) -> tuple[Path, list[Finding]]:
     """Compute the findings and write ``paper/toy_scale.md`` and ``results/<profile>/findings.json``."""
     from . import published
     from .config import load_profile
@@ -693,7 +737,7 @@ def write_toy_scale(profile: str, *, paper_csv: Path | None = None, out: Path | 
     context = study_context(profile) + (f"\n\n![The differences behind the verdicts](figures/toy_scale_{profile}_effects.png)"
                                         if out.parent.resolve() == PAPER.resolve() else "")
     write_text(out, render_markdown(fs, profile=profile, context=context) + "\n")
-    write_json(results_dir(profile) / "findings.json", {"profile": profile, "protocol": protocol,
+    write_json(Path(findings_dir or results_dir(profile)) / "findings.json", {"profile": profile, "protocol": protocol,
                                                         "primary_measure": PRIMARY, "line_type": LINE_TYPE,
                                                         "findings": [f.to_json() for f in fs]})
     return out, fs
@@ -713,7 +757,9 @@ def write_our_tables(ours: pd.DataFrame, profile: str, *, protocol: str = "thesi
     from .paths import TABLES
 
     out_dir = Path(out_dir) if out_dir else TABLES
-    d = ours[(ours["table"] == "eval") & (ours["protocol"] == protocol)]
+    from .evaluation.report import sort_runs
+
+    d = sort_runs(ours[(ours["table"] == "eval") & (ours["protocol"] == protocol)])
     if d.empty:
         return []
     both = d.groupby(["composer", "mode"])["loss"].nunique()
@@ -757,7 +803,7 @@ def masked_vs_full_lines(s: Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_masked_vs_full_lines(s: Study, out_dir: Path | None = None) -> str | None:
+def write_masked_vs_full_lines(s: Study, out_dir: Path | None = None, json_dir: Path | None = None) -> str | None:
     from . import tables
     from .paths import TABLES
 
@@ -787,7 +833,7 @@ def write_masked_vs_full_lines(s: Study, out_dir: Path | None = None) -> str | N
     tables.write_table(t, name, Path(out_dir) if out_dir else TABLES, source=f"results/{s.profile}/evals",
                        regenerate="notebooks/09_toy_scale.py (make figures)")
     s_df = df.copy()
-    write_json(results_dir(s.profile) / "masked_vs_full_lines.json", s_df.to_dict(orient="records"))
+    write_json(Path(json_dir or results_dir(s.profile)) / "masked_vs_full_lines.json", s_df.to_dict(orient="records"))
     return name
 
 
@@ -802,7 +848,8 @@ def write_effects_figure(fs: list[Finding], profile: str, out_dir: Path | None =
     from .plots import save_figure
 
     items = [(f, r) for f in fs for r in f.rows
-             if PRIMARY in r.ours and "−" in r.quantity and not math.isnan(r.ours[PRIMARY].value)]
+             if PRIMARY in r.ours and ("−" in r.quantity or "lead" in r.quantity)
+             and not math.isnan(r.ours[PRIMARY].value)]
     if not items:
         return None
     fig, ax = plt.subplots(figsize=(9, 0.42 * len(items) + 1.4))

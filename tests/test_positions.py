@@ -55,3 +55,19 @@ def test_run_positions_stores_skips_and_loads(results_root, py_tokenizer):
     # the same weights under another RoPE base give another curve
     a, b = (curves[curves["run_id"] == r]["loss"].to_numpy() for r in ("base", "base-theta500000-untrained"))
     assert not np.allclose(a, b)
+
+
+def test_positions_figure_draws_stored_curves(results_root, py_tokenizer, tmp_path):
+    from rlctx_utils import rope_plots
+    from rlctx_utils.plots import save_figure
+
+    bench = Benchmark("toy-benchmark", _datapoints())
+    cfg = {"extended_length": 96, "seed": 0, "repo_training": {"fmt": "opencoder"}}
+    run_positions("smoke", cfg=cfg, results_root=results_root, benchmark=bench, progress=False)
+    curves = load_positions("smoke", results_root / "positions")
+    x, y = rope_plots.log_bins(curves["position"].to_numpy()[:191], curves["loss"].to_numpy()[:191],
+                               curves["count"].to_numpy()[:191], per_octave=2)
+    assert np.all(np.diff(x) > 0) and len(x) == len(y) <= 16
+    fig = rope_plots.positions_figure(curves, 48, 96, ["base", "base-theta500000-untrained"], start=4)
+    png = save_figure(fig, "pos", out_dir=tmp_path / "fig", caption="c", source="s", regenerate="r")
+    assert png.stat().st_size > 10_000

@@ -35,7 +35,7 @@ def _lines(value: float, rng: np.random.Generator) -> pd.DataFrame:
     acc = np.clip(value / 100 + rng.normal(0, 0.01, n), 0, 1)
     return pd.DataFrame({"datapoint": [f"d{i // 3}" for i in range(n)], "repository": [f"r{i // PER_REPO}" for i in range(n)],
                          "line": np.arange(n), "category": "inproject", "match": acc > 0.995,
-                         "token_acc": acc, "line_loss": 5 - 3 * acc})
+                         "token_acc": acc, "line_loss": 5 - 3 * acc, "prompt_tokens": 200 + rng.integers(0, 2, n)})
 
 
 def _store(d, rid, composer, n, value, rng):
@@ -113,3 +113,28 @@ def test_paired_difference_resamples_repositories():
     assert 9 < e.value < 11 and e.low < e.value < e.high and not e.within_noise
     same = paired(a, a, "token_acc")
     assert same.value == 0 and same.within_noise
+
+
+@pytest.mark.notebook
+def test_toy_scale_notebook_on_the_committed_cpu_results(tmp_path):
+    """Notebook 09 renders our Tables 2 and 4, the per-line table, the findings and the effects figure
+    from the committed cpu evaluations (what `make figures` does), writing only into tmp_path."""
+    import json
+
+    from rlctx_utils.notebooks import run_notebook
+    from rlctx_utils.paths import RESULTS
+
+    if not list((RESULTS / "cpu" / "evals").glob("*.summary.csv")):
+        pytest.skip("no committed cpu evaluations")
+    run_notebook("09_toy_scale", parameters={
+        "profile": "cpu", "tables_dir": str(tmp_path / "t"), "figures_dir": str(tmp_path / "f"),
+        "report_md": str(tmp_path / "toy.md"), "findings_dir": str(tmp_path)}, out_dir=tmp_path / "nb")
+    md = (tmp_path / "toy.md").read_text()
+    assert md.startswith("# At toy scale") and md.count("**Verdict:") == 6
+    found = json.loads((tmp_path / "findings.json").read_text())
+    assert [f["number"] for f in found["findings"]] == [1, 2, 3, 4, 5, 6]
+    # the committed report section is what the committed results give
+    committed = json.loads((RESULTS / "cpu" / "findings.json").read_text())
+    assert [f["verdict"] for f in found["findings"]] == [f["verdict"] for f in committed["findings"]]
+    assert (tmp_path / "t" / "table2_cpu_token_acc.md").exists() and (tmp_path / "t" / "table4_cpu_em.tex").exists()
+    assert (tmp_path / "f" / "toy_scale_cpu_effects.png").stat().st_size > 10_000

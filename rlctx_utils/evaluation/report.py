@@ -20,6 +20,27 @@ METRIC_NAMES = {"em": "exact match (%)", "token_acc": "token accuracy (%)", "edi
                 "line_loss": "target-line loss (nats/token)"}
 
 
+def sort_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the order the paper lists runs: base models (by θ), File-level (by θ), then the composers
+    in registry order, each in original/reversed/irrelevant mode, masked before full."""
+    from ..names import COMPOSER_LABELS, MODES
+
+    comp_rank = {c: i for i, c in enumerate(COMPOSER_LABELS)}
+    mode_rank = {m: i for i, m in enumerate(MODES)}
+
+    def key(row) -> tuple:
+        c = row["composer"] if isinstance(row["composer"], str) else None
+        return (0 if c is None else 1, comp_rank.get(c, 99) if c else -1,
+                float(row["theta"]) if pd.notna(row["theta"]) else 0.0,
+                mode_rank.get(row["mode"] if isinstance(row["mode"], str) else "original", 9),
+                1 if str(row["loss"]) == "full" else 0)
+
+    if df.empty:
+        return df
+    order = sorted(range(len(df)), key=lambda i: key(df.iloc[i]))
+    return df.iloc[order]
+
+
 def settings_frame(df: pd.DataFrame, *, protocol: str, benchmark: str | None = None) -> pd.DataFrame:
     """Rows of one protocol (and benchmark) in the four table roles."""
     d = df[(df["table"] == "eval") & (df["protocol"] == protocol) & df["eval_role"].isin(schema.ROLES)]
@@ -34,7 +55,7 @@ def eval_table(df: pd.DataFrame, *, protocol: str, metric: str = "em", benchmark
     in the layout of the paper's Table 3."""
     from .. import tables
 
-    d = settings_frame(df, protocol=protocol, benchmark=benchmark)
+    d = sort_runs(settings_frame(df, protocol=protocol, benchmark=benchmark))
     if d.empty:
         raise ValueError(f"no evaluations with protocol {protocol!r} in the four settings")
     values = tables.add_rcb(tables.grid(d, line_types=line_types, metric=metric))
@@ -51,6 +72,10 @@ def sweep_frame(ours: pd.DataFrame, published: pd.DataFrame | None = None, *, pr
     d = ours[(ours["eval_role"] == "sweep") & ours[metric].notna()]
     if protocol is not None:
         d = d[d["protocol"] == protocol]
+    # every Path Distance evaluation at a sweep size counts as a sweep point (PD-base and PD-ext of all
+    # checkpoints are two); a curve needs a checkpoint that was actually swept
+    n_sizes = d.groupby("checkpoint")["max_context"].transform("nunique")
+    d = d[n_sizes > 2]
     parts = [d]
     if published is not None and metric == "em":
         parts.insert(0, published[(published["table"] == "figure2")])
