@@ -53,7 +53,7 @@ ours = load_results(profile) if profile else None
 if ours is None or ours.empty:
     print("No own results to analyse (set profile=... after `make reproduce PROFILE=...`).")
 else:
-    paper_results.write_masked_vs_full(ours, name=f"masked_vs_full_{profile}", label=f"Ours ({profile})",
+    paper_results.write_masked_vs_full(ours, name=f"masked_vs_full_{profile}", label=f"Ours ({profile}, {metric})",
                                        tables_dir=Path(tables_dir), figures_dir=Path(figures_dir),
                                        source=f"results/{profile}/", metric=metric,
                                        unit="points" if metric != "line_loss" else "nats/token")
