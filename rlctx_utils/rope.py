@@ -319,9 +319,6 @@ def loss_by_position(model: Any, tokenizer: Any, texts: Iterable[str], max_len: 
     well a model uses positions beyond its training length: it rises there when RoPE cannot
     extrapolate. Returns ``position``, ``loss`` (mean nats), ``count`` (windows per position).
     """
-    import torch
-
-    device = device or next(model.parameters()).device
     eos = tokenizer.eos_token_id
     windows: list[list[int]] = []
     if pack:
@@ -344,16 +341,39 @@ def loss_by_position(model: Any, tokenizer: Any, texts: Iterable[str], max_len: 
                     break
     if not windows:
         raise RopeConfigError(f"no held-out document has {max_len} tokens; pass longer texts or pack=True")
+    return mean_loss_by_position(model, windows, batch_size=batch_size, device=device)
+
+
+def mean_loss_by_position(model: Any, windows: Sequence[Sequence[int]], *, batch_size: int = 1,
+                          device: str | None = None, progress: bool = False,
+                          desc: str = "loss by position") -> dict[str, np.ndarray]:
+    """Mean next-token loss at each position ``1 .. n - 1`` over token windows of any lengths.
+
+    Windows of equal length are batched together; each position averages over the windows that
+    reach it. Returns ``position``, ``loss`` (mean nats) and ``count`` (windows per position), for
+    the positions some window reaches.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    device = device or next(model.parameters()).device
+    n = max(len(w) for w in windows)
+    total, count = np.zeros(n - 1, dtype=np.float64), np.zeros(n - 1, dtype=np.int64)
+    by_len: dict[int, list[Sequence[int]]] = {}
+    for w in windows:
+        if len(w) >= 2:
+            by_len.setdefault(len(w), []).append(w)
+    batches = [(k, g[i:i + batch_size]) for k, g in by_len.items() for i in range(0, len(g), batch_size)]
     was_training = model.training
     model.eval()
-    total = np.zeros(max_len - 1, dtype=np.float64)
     with torch.no_grad():
-        for i in range(0, len(windows), batch_size):
-            x = torch.tensor(windows[i:i + batch_size], device=device)
+        for k, batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+            x = torch.tensor([list(w) for w in batch], device=device)
             logits = model(input_ids=x).logits.float()
             nll = torch.nn.functional.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
-            total += nll.view(x.shape[0], -1).sum(0).double().cpu().numpy()
+            total[: k - 1] += nll.view(x.shape[0], -1).sum(0).double().cpu().numpy()
+            count[: k - 1] += x.shape[0]
     model.train(was_training)
-    n = len(windows)
-    return {"position": np.arange(1, max_len), "loss": total / n, "count": np.full(max_len - 1, n)}
+    keep = count > 0
+    return {"position": np.arange(1, n)[keep], "loss": total[keep] / count[keep], "count": count[keep]}

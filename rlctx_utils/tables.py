@@ -95,6 +95,11 @@ _TEX = {"&": "\\&", "%": "\\%", "_": "\\_", "#": "\\#", "θ": "$\\theta$", "–"
         "†": "$^\\dagger$", "‡": "$^\\ddagger$", "±": "$\\pm$", "Δ": "$\\Delta$"}
 
 
+def digits_for(metric: str) -> int:
+    """Decimals a measure is printed with: losses in nats need three, percentages one."""
+    return 3 if metric == "line_loss" else 1
+
+
 def _tex(s: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in s)
 
@@ -208,7 +213,7 @@ def table4(df: pd.DataFrame, *, metric: str = "em", caption: str | None = None) 
             ordered.append(pd.DataFrame([diff[key]], index=[key]))
     values = pd.concat(ordered)
     return Table(values, caption or "Table 4. Masked vs full loss: exact match (%) of the runs trained both ways, "
-                 "and their difference.", row_header="Run", digits=3 if metric == "line_loss" else 1)
+                 "and their difference.", row_header="Run", digits=digits_for(metric))
 
 
 def _range_text(lo: float, hi: float, digits: int = 1) -> str:
@@ -246,11 +251,11 @@ def table2(df: pd.DataFrame, *, metric: str = "em", caption: str | None = None) 
     for col in values.columns:
         if col in ranges.index:
             lo, hi = ranges.loc[col, ["min", "max"]]
-            text.at[label, col] = _range_text(lo, hi, 3 if metric == "line_loss" else 1)
+            text.at[label, col] = _range_text(lo, hi, digits_for(metric))
             values.at[label, col] = hi
     n = int(ranges["n"].max()) if len(ranges) else 0
     marks, notes = _notes_marks(main, values)
     notes.append(f"The range row spans {n} runs: every realistic composer and mode other than "
                  "File-level and Path Distance .py (original), masked and full loss (Tables 3 and 4).")
     return Table(values, caption or "Table 2. Condensed results: exact match (%) on LCA large_context.",
-                 notes=notes, marks=marks, text=text, digits=3 if metric == "line_loss" else 1)
+                 notes=notes, marks=marks, text=text, digits=digits_for(metric))

@@ -158,9 +158,7 @@ class Evals:
               line_type: str | None = LINE_TYPE) -> pd.DataFrame | None:
         if composer == "own":
             rec = self.records().get(run) or {}
-            composer = rec.get("composer") or "file_level"
-            if rec.get("stop_step") == 0:
-                composer = "file_level"
+            composer = rec.get("composer") or "file_level"  # base models (and the untrained copy): single files
             mode = rec.get("mode") or "original"
         hit = self.index[(self.index["run_id"] == run) & (self.index["composer"] == composer)
                          & (self.index["mode"] == mode) & (self.index["max_context"] == int(max_context))]
@@ -791,15 +789,16 @@ def masked_vs_full_lines(s: Study) -> pd.DataFrame:
             if a is None or b is None:
                 continue
             ta, ll = paired(a, b, "token_acc", s.seed), paired(a, b, "line_loss", s.seed)
-            mc = mcnemar(a, b)
+            m = _aligned(a, b)
+            mc = stats.mcnemar_exact(m["match_a"].to_numpy(), m["match_b"].to_numpy())
             rows.append({"pair": s.label(masked).replace(", full loss", ""), "setting": role,
                          "lines": ta.n_lines, "repositories": ta.n_repos,
                          "token_acc_diff": ta.value, "token_acc_low": ta.low, "token_acc_high": ta.high,
                          "line_loss_diff": ll.value, "line_loss_low": ll.low, "line_loss_high": ll.high,
                          "em_masked": 100 * a["match"].mean(), "em_full": 100 * b["match"].mean(),
-                         "only_masked_right": int(mc.statistic) if mc else 0,
-                         "only_full_right": int(((~_aligned(a, b)["match_a"]) & _aligned(a, b)["match_b"]).sum()),
-                         "mcnemar_p": mc.pvalue if mc else float("nan")})
+                         "only_masked_right": int(mc.statistic),
+                         "only_full_right": int((~m["match_a"] & m["match_b"]).sum()),
+                         "mcnemar_p": mc.pvalue})
     return pd.DataFrame(rows)
 
 
@@ -822,8 +821,7 @@ def write_masked_vs_full_lines(s: Study, out_dir: Path | None = None, json_dir: 
         text.at[i, "Δ line loss"] = f"{r.line_loss_diff:+.3f} [{r.line_loss_low:+.3f}, {r.line_loss_high:+.3f}]"
         text.at[i, "EM masked"] = f"{r.em_masked:.1f}"
         text.at[i, "EM full"] = f"{r.em_full:.1f}"
-        text.at[i, "McNemar p"] = (f"{r.mcnemar_p:.2f} ({r.only_masked_right}/{r.only_full_right})"
-                                   if not math.isnan(r.mcnemar_p) else "–")
+        text.at[i, "McNemar p"] = f"{r.mcnemar_p:.2f} ({r.only_masked_right}/{r.only_full_right})"
     name = f"masked_vs_full_{s.profile}_lines"
     t = tables.Table(values, f"Masked − full, line by line ({s.profile} profile, inproject lines): paired "
                      "differences with 95% intervals from a bootstrap over repositories, and the exact McNemar test "
@@ -832,8 +830,7 @@ def write_masked_vs_full_lines(s: Study, out_dir: Path | None = None, json_dir: 
                             "two-sided exact binomial test (rlctx_utils.stats.mcnemar_exact)."])
     tables.write_table(t, name, Path(out_dir) if out_dir else TABLES, source=f"results/{s.profile}/evals",
                        regenerate="notebooks/09_toy_scale.py (make figures)")
-    s_df = df.copy()
-    write_json(Path(json_dir or results_dir(s.profile)) / "masked_vs_full_lines.json", s_df.to_dict(orient="records"))
+    write_json(Path(json_dir or results_dir(s.profile)) / "masked_vs_full_lines.json", df.to_dict(orient="records"))
     return name
 
 

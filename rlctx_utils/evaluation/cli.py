@@ -142,8 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def launch_eval(profile: str, checkpoints: list[str], *, preset: str | None = None, sweep: bool = False,
-                protocol: str | None = None, overrides: list[str] | None = None,
-                extra: list[str] | None = None) -> int:
+                protocol: str | None = None, extra: list[str] | None = None) -> int:
     """Run ``rlctx eval`` as a subprocess (notebooks 06 and 08); stored evaluations are skipped, so a
     stopped stage resumes where it was. Raises :class:`~rlctx_utils.launcher.LaunchError` on failure."""
     from ..launcher import rlctx_command, run_relayed
@@ -155,6 +154,4 @@ def launch_eval(profile: str, checkpoints: list[str], *, preset: str | None = No
         args.append("--sweep")
     if protocol:
         args += ["--protocol", protocol]
-    for o in overrides or []:
-        args += ["--set", o]
     return run_relayed(rlctx_command([*args, *(extra or [])]), what=f"rlctx eval --profile {profile}")

@@ -35,8 +35,9 @@ from .runner import EvalError
 COMPOSER = "path_distance_py"
 
 
-def positions_dir(profile: str, out_dir: str | Path | None = None) -> Path:
-    return Path(out_dir) if out_dir else results_dir(profile) / "positions"
+def positions_dir(profile: str, out_dir: str | Path | None = None, results_root: str | Path | None = None) -> Path:
+    """Where the curves live: ``out_dir``, else ``<results_root or results/<profile>>/positions``."""
+    return Path(out_dir) if out_dir else Path(results_root or results_dir(profile)) / "positions"
 
 
 def heldout_sequences(datapoints: Iterable[Any], tokenizer: Any, *, max_len: int, seed: int,
@@ -57,26 +58,10 @@ def heldout_sequences(datapoints: Iterable[Any], tokenizer: Any, *, max_len: int
 
 def loss_by_position(model: Any, sequences: Sequence[Sequence[int]], *, progress: bool = False,
                      desc: str = "loss by position") -> pd.DataFrame:
-    """Mean next-token loss at every position over ``sequences`` (one forward pass each)."""
-    import torch
-    from tqdm.auto import tqdm
+    """Mean next-token loss at every position over ``sequences`` (:func:`rlctx_utils.rope.mean_loss_by_position`)."""
+    from ..rope import mean_loss_by_position
 
-    n = max(len(s) for s in sequences)
-    total, count = np.zeros(n - 1), np.zeros(n - 1, dtype=np.int64)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for ids in tqdm(sequences, desc=desc, unit="seq", disable=not progress):
-            x = torch.tensor([list(ids)], device=device)
-            logits = model(input_ids=x).logits[0, :-1].float()
-            loss = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="none")
-            total[: len(loss)] += loss.cpu().numpy()
-            count[: len(loss)] += 1
-    model.train(was_training)
-    keep = count > 0
-    return pd.DataFrame({"position": np.arange(1, n)[keep], "loss": total[keep] / count[keep],
-                         "count": count[keep]})
+    return pd.DataFrame(mean_loss_by_position(model, sequences, progress=progress, desc=desc))
 
 
 def _identity(info: Any, bench: Any, max_len: int, seed: int, fmt: str) -> dict[str, Any]:
@@ -105,7 +90,7 @@ def run_positions(profile: str, run_ids: Sequence[str] | None = None, *, max_len
     runs_root = Path(results_root or results_dir(profile)) / "runs"
     if run_ids is None:
         run_ids = sorted(p.parent.parent.name for p in runs_root.glob("*/checkpoints/final") if p.is_dir())
-    out = Path(out_dir) if out_dir else Path(results_root or results_dir(profile)) / "positions"
+    out = positions_dir(profile, out_dir, results_root)
     bench = benchmark
     rows = []
     for rid in run_ids:

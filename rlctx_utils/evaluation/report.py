@@ -62,8 +62,7 @@ def eval_table(df: pd.DataFrame, *, protocol: str, metric: str = "em", benchmark
     bench = ", ".join(sorted(d["benchmark"].dropna().unique()))
     cap = (f"{METRIC_NAMES.get(metric, metric).capitalize()} by checkpoint and evaluation setting "
            f"({protocol} protocol, {bench}); RCB = PD-ext − FL-base, computed.")
-    digits = 3 if metric == "line_loss" else 1
-    return tables.Table(values, cap, digits=digits)
+    return tables.Table(values, cap, digits=tables.digits_for(metric))
 
 
 def sweep_frame(ours: pd.DataFrame, published: pd.DataFrame | None = None, *, protocol: str | None = None,
