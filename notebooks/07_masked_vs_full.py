@@ -56,4 +56,4 @@ else:
     paper_results.write_masked_vs_full(ours, name=f"masked_vs_full_{profile}", label=f"Ours ({profile}, {metric})",
                                        tables_dir=Path(tables_dir), figures_dir=Path(figures_dir),
                                        source=f"results/{profile}/", metric=metric,
-                                       unit="points" if metric != "line_loss" else "nats/token")
+                                       unit={"em": "EM points", "token_acc": "token-accuracy points"}.get(metric, "nats/token"))
