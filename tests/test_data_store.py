@@ -44,6 +44,16 @@ def test_roundtrip_and_schema(tmp_path):
     assert ds.num_rows == 5 and ds[0]["repo_snapshot"]["filename"] == ["a.py", "img.png"]
 
 
+def test_shards_are_cut_by_content_size(tmp_path, monkeypatch):
+    """Large snapshots start a new shard before Arrow's 2 GiB string offsets could overflow."""
+    from rlctx_utils.data import store
+
+    monkeypatch.setattr(store, "SHARD_CHARS", 40)  # each row holds about 30 characters
+    written = save_datapoints([dp(i, "train") for i in range(5)], tmp_path / "data", shard_rows=64)
+    assert len(written["train"]) == 3
+    assert [d.id for d in load_datapoints(tmp_path, split="train")] == [dp(i, "train").id for i in range(5)]
+
+
 def _hub_table(n: int) -> pa.Table:
     """Rows exactly as on the hub: int32 sampled lines, int64 raw lines with `other`."""
     i32, i64 = pa.list_(pa.int32()), pa.list_(pa.int64())

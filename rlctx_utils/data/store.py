@@ -52,6 +52,10 @@ CORPUS_FEATURES = Features({"repo": Value("string"), "path": Value("string"),
                             "content": Value("string"), "sha1": Value("string")})
 
 _PARQUET_KW: dict[str, Any] = {}
+#: A shard is also cut when its rows hold this many characters of file content: Arrow's string
+#: columns have 32-bit offsets (2 GiB per column), which 64 snapshots of a large repository
+#: (pygments: about 40 MB each) overflow.
+SHARD_CHARS = 256 * 2**20
 
 
 def record(dp: Datapoint) -> dict[str, Any]:
@@ -81,14 +85,16 @@ def save_datapoints(datapoints: Iterable[Datapoint], out_dir: str | os.PathLike[
     """Write datapoints to ``out_dir/<prefix><split>-NNNNN.parquet`` shards (one set per split).
 
     Returns the written files per split. Datapoints are consumed lazily; at most ``shard_rows``
-    rows per split are held in memory.
+    rows (and about :data:`SHARD_CHARS` characters of content) per split are held in memory.
     """
     out = Path(out_dir)
     buffers: dict[str, list[dict[str, Any]]] = {}
+    chars: dict[str, int] = {}
     written: dict[str, list[Path]] = {}
 
     def flush(split: str) -> None:
         rows = buffers.pop(split, [])
+        chars.pop(split, None)
         if rows:
             files = written.setdefault(split, [])
             path = out / f"{prefix}{split}-{len(files):05d}.parquet"
@@ -98,7 +104,9 @@ def save_datapoints(datapoints: Iterable[Datapoint], out_dir: str | os.PathLike[
     for dp in datapoints:
         buf = buffers.setdefault(dp.split, [])
         buf.append(record(dp))
-        if len(buf) >= shard_rows:
+        chars[dp.split] = chars.get(dp.split, 0) + len(dp.completion_content or "") + sum(
+            len(t) for t in dp.snapshot.values() if isinstance(t, str))
+        if len(buf) >= shard_rows or chars[dp.split] >= SHARD_CHARS:
             flush(dp.split)
     for split in list(buffers):
         flush(split)
