@@ -217,8 +217,10 @@ def load_training_data(run: dict[str, Any], out_root: Path) -> Any:
 
 
 def build_source(run: dict[str, Any], tokenizer: Any, data: Any):
-    from .source import corpus_source, datapoint_source
+    from .source import array_source, corpus_source, datapoint_source
 
+    if run.get("sequences"):  # pre-tokenized once for the whole grid (rlctx gpu bundle)
+        return array_source(run["sequences"], run)
     if run["stage"] == "base":
         return corpus_source(data, tokenizer=tokenizer, seq_len=int(run["seq_len"]),
                              seed=int(run["seed"]), fmt=run.get("fmt", "opencoder"))
@@ -368,9 +370,10 @@ def load_checkpoint_state(accelerator: Any, model: torch.nn.Module, optimizer: A
 class MetricsLog:
     """``metrics.csv`` (rewritten atomically, small) and TensorBoard scalars, main process only."""
 
-    def __init__(self, d: Path, enabled: bool, resume_step: int = 0):
+    def __init__(self, d: Path, enabled: bool, resume_step: int = 0, extra_fields: tuple[str, ...] = ()):
         self.path = d / "metrics.csv"
         self.enabled = enabled
+        self.fields = METRIC_FIELDS + tuple(extra_fields)
         self.rows: list[dict[str, Any]] = []
         if enabled and self.path.exists():
             with open(self.path, newline="") as fh:
@@ -389,13 +392,16 @@ class MetricsLog:
             return
         self.rows.append(row)
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
+        w = csv.DictWriter(buf, fieldnames=self.fields, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         w.writerows(self.rows)
         write_text(self.path, buf.getvalue())
         if self.tb is not None:
             for k in ("loss", "lr", "grad_norm", "tokens_per_s"):
                 self.tb.add_scalar(f"train/{k}", float(row[k]), int(row["step"]))
+            for k in self.fields[len(METRIC_FIELDS):]:
+                if row.get(k) not in (None, ""):
+                    self.tb.add_scalar(f"incontext/{k}", float(row[k]), int(row["step"]))
 
     def close(self) -> None:
         if self.tb is not None:
@@ -442,7 +448,7 @@ def train(run: dict[str, Any], *, out_dir: str | Path | None = None, resume: boo
         else:
             tokenizer = load_tokenizer(tok_path)
     pad_id = int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else 0
-    if data is None:
+    if data is None and not run.get("sequences"):
         data = load_training_data(run, out_root)
     source = build_source(run, tokenizer, data)
     order_hash = source.order_hash()
@@ -470,7 +476,12 @@ def train(run: dict[str, Any], *, out_dir: str | Path | None = None, resume: boo
             elapsed = float(st.get("elapsed_s", 0.0))
     stop = int(run["stop_step"])
     per_step = int(run["sequences_per_step"])
-    log = MetricsLog(d, main, start_step)
+    # optional copying curve (``incontext_every = N``): copy scores every N steps as extra columns
+    from rlctx_utils.evaluation.incontext import TRAINING_FIELDS, training_probe
+
+    probe = training_probe(run, tokenizer)
+    every = int(run.get("incontext_every") or 0)
+    log = MetricsLog(d, main, start_step, TRAINING_FIELDS if probe is not None else ())
     rec_fields = dict(status="running", data_order_hash=order_hash,
                       base_checkpoint=repo_relative(base_ref) if base_ref and Path(base_ref).exists() else base_ref,
                       processes=accelerator.num_processes, sequences_per_step=per_step,
@@ -497,6 +508,10 @@ def train(run: dict[str, Any], *, out_dir: str | Path | None = None, resume: boo
                "loss_tokens": int(out["loss_tokens"]), "micro_batches": out["micro_batches"],
                "step_time_s": f"{dt:.3f}", "tokens_per_s": f"{out['tokens'] / dt:.1f}",
                "train_tokens": int(train_tokens), "elapsed_s": f"{elapsed:.1f}"}
+        if probe is not None and (step + 1) % every == 0:
+            with accelerator.autocast():
+                row.update({k: f"{v:.5f}" for k, v in probe(model).items()})
+            model.train()
         log.log(row)
         bar.update(1)
         bar.set_postfix(loss=f"{out['loss']:.3f}", tok_s=f"{out['tokens'] / dt:,.0f}")

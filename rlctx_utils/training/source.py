@@ -18,7 +18,10 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterable, Sequence as Seq
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .sequences import TrainSequence, corpus_item, derive_seed, make_labels
 
@@ -122,3 +125,130 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
         return TrainSequence(w, make_labels(w, 0, "full"), n_completion=len(w), meta={"id": ids[i]})
 
     return SequenceSource(ids, build, seed)
+
+
+# ------------------------------------------------------------------------ pre-tokenized sequences
+#: What decides a run's token sequences (not its loss: masked and full runs share the tokens).
+COMPOSITION_KEYS = {"base": ("stage", "seq_len", "seed", "fmt"),
+                    "repo": ("stage", "seq_len", "seed", "fmt", "composer", "mode", "completion_max_tokens",
+                             "repo_name_header", "split")}
+SEQUENCES_FORMAT = 1
+
+
+def composition(run: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved run that decides its sequences' tokens (loss aside)."""
+    defaults = {"fmt": "opencoder", "mode": "original", "completion_max_tokens": None,
+                "repo_name_header": False, "split": "train"}
+    out = {k: run.get(k, defaults.get(k)) for k in COMPOSITION_KEYS[run["stage"]]}
+    out["seq_len"], out["seed"] = int(out["seq_len"]), int(out["seed"])
+    if out.get("completion_max_tokens") in (0, None):
+        out["completion_max_tokens"] = None
+    return out
+
+
+def sequences_key(run: dict[str, Any]) -> str:
+    """Folder name of a run's pre-tokenized sequences: runs that share it share the tokens."""
+    c = composition(run)
+    if c["stage"] == "base":
+        return f"base-L{c['seq_len']}"
+    return f"{c['composer']}-{c['mode']}-L{c['seq_len']}"
+
+
+def positions_needed(run: dict[str, Any]) -> int:
+    return int(run["stop_step"]) * int(run["sequences_per_step"])
+
+
+def _save_array(path: Path, arr: np.ndarray) -> None:
+    """``.npy`` written through ``lzma`` (xz): composed contexts repeat files, which xz's window finds."""
+    import lzma
+
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp, lzma.open(tmp, "wb", preset=6) as fh:
+        np.save(fh, arr, allow_pickle=False)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    import lzma
+
+    with lzma.open(path, "rb") as fh:
+        return np.load(fh, allow_pickle=False)
+
+
+def save_sequences(out_dir: str | Path, source: SequenceSource, *, n_positions: int,
+                   params: dict[str, Any]) -> dict[str, Any]:
+    """Build the sequences of positions ``0 .. n_positions - 1`` once and store them as arrays.
+
+    ``tokens.npy.xz`` (uint16 when every id fits, else int32) holds the sequences end to end,
+    ``offsets.npy.xz`` where each starts, ``loss_start.npy.xz`` where its completion starts (the
+    masked loss starts there; the full loss covers all) and ``items.npy.xz`` which item of the
+    source it is; ``meta.json`` holds every item id (the seeded order needs them all), the
+    composition ``params`` and the order hash. Returns the metadata.
+    """
+    from ..io import write_json
+
+    out = Path(out_dir)
+    items = sorted({source.item_at(p) for p in range(int(n_positions))})
+    seqs = [source.build(i) for i in items]
+    flat = [t for s in seqs for t in s.input_ids]
+    top = max(flat) if flat else 0
+    dtype = np.uint16 if top < 2**16 else np.int32
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in seqs])
+    out.mkdir(parents=True, exist_ok=True)
+    _save_array(out / "tokens.npy.xz", np.asarray(flat, dtype=dtype))
+    _save_array(out / "offsets.npy.xz", offsets)
+    _save_array(out / "loss_start.npy.xz", np.asarray([s.n_header + s.n_context for s in seqs], dtype=np.int32))
+    _save_array(out / "items.npy.xz", np.asarray(items, dtype=np.int32))
+    meta = {"format": SEQUENCES_FORMAT, "params": params, "n_positions": int(n_positions),
+            "n_sequences": len(seqs), "n_tokens": int(offsets[-1]), "order_hash": source.order_hash(),
+            "seed": source.seed, "ids": source.ids}
+    write_json(out / "meta.json", meta)  # written last: its presence marks a complete folder
+    return meta
+
+
+def array_source(path: str | Path, run: dict[str, Any]) -> SequenceSource:
+    """The run's sequences from :func:`save_sequences` arrays (no tokenizer, composer or data needed).
+
+    ``path`` is the folder itself or a folder of them named by :func:`sequences_key`. The order is
+    the one the lazily composed source would have (same ids, same seed), and so are the tokens;
+    labels follow the run's loss.
+    """
+    from ..io import read_json
+    from .sequences import make_labels
+
+    d = Path(path)
+    if not (d / "meta.json").exists():
+        d = d / sequences_key(run)
+    if not (d / "meta.json").exists():
+        raise DataError(f"no pre-tokenized sequences at {d}: build them with rlctx gpu bundle, or drop "
+                        f"the 'sequences' setting to compose them from the data")
+    meta = read_json(d / "meta.json")
+    want = composition(run)
+    if meta.get("format") != SEQUENCES_FORMAT or meta.get("params") != want:
+        raise DataError(f"the sequences in {d} were composed for {meta.get('params')}, not for this run "
+                        f"({want}): rebuild the bundle (rlctx gpu bundle)")
+    tokens = _load_array(d / "tokens.npy.xz")
+    offsets = _load_array(d / "offsets.npy.xz")
+    loss_start = _load_array(d / "loss_start.npy.xz")
+    row_of = {int(i): r for r, i in enumerate(_load_array(d / "items.npy.xz"))}
+    loss = run.get("loss", "full")
+    ids = list(meta["ids"])
+
+    def build(i: int) -> TrainSequence:
+        r = row_of.get(int(i))
+        if r is None:
+            raise DataError(f"{d} holds the sequences of the first {meta['n_positions']} positions only: "
+                            f"rebuild the bundle for this run's stop_step")
+        seq = tokens[offsets[r]:offsets[r + 1]].astype(np.int64).tolist()
+        return TrainSequence(seq, make_labels(seq, int(loss_start[r]), loss),
+                             n_context=int(loss_start[r]), n_completion=len(seq) - int(loss_start[r]),
+                             meta={"id": ids[i]})
+
+    src = SequenceSource(ids, build, int(meta["seed"]))
+    if src.order_hash() != meta["order_hash"]:
+        raise DataError(f"the order of {d} does not match its ids: rebuild the bundle")
+    if positions_needed(run) > int(meta["n_positions"]):
+        raise DataError(f"run {run.get('run_id')!r} needs {positions_needed(run)} sequences but {d} holds "
+                        f"{meta['n_positions']}: rebuild the bundle for this profile (rlctx gpu bundle)")
+    return src
