@@ -91,6 +91,30 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decontamination(args: argparse.Namespace) -> int:
+    from ..io import write_json
+    from .decontamination import check_dir, python_tree_items, site_packages
+
+    extra = {}
+    if args.site_packages:
+        for sp in site_packages():
+            extra[f"site-packages:{sp}"] = python_tree_items(sp)
+    if args.stdlib:
+        import os
+        extra["stdlib"] = python_tree_items(Path(os.__file__).parent, skip=("__pycache__", "site-packages"))
+    rep = check_dir(args.dir, extra=extra, min_chars=args.min_chars)
+    out = rep.as_dict()
+    if args.json:
+        write_json(args.json, out)
+    for name, c in out["corpora"].items():
+        note = " (informational: removed by the miner)" if c["informational"] else ""
+        print(f"{name}: {c['files']} files, {c['matches']} held-out matches{note}")
+        for m in c["listed"][:5]:
+            print(f"    {m['where']} = {m['held_out']} ({m['kind']})")
+    print(f"{out['held_out_files']} held-out files checked: {'clean' if out['clean'] else 'CONTAMINATED'}")
+    return 0 if out["clean"] else 1
+
+
 def cmd_pin(args: argparse.Namespace) -> int:
     from .pypi import pin
     entry = pin(args.name, args.versions)
@@ -136,6 +160,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = dsub.add_parser("stats", help="summary statistics of a mined folder (JSON)")
     s.add_argument("dir", type=Path)
     s.set_defaults(func=cmd_stats)
+    dc = dsub.add_parser("decontamination", help="check that no validation or benchmark file content "
+                         "appears in the training side of a mined folder (exit 1 if it does)")
+    dc.add_argument("dir", type=Path)
+    dc.add_argument("--site-packages", action="store_true", help="also check this environment's site-packages")
+    dc.add_argument("--stdlib", action="store_true", help="also check the interpreter's standard library")
+    dc.add_argument("--min-chars", type=int, default=64, help="skip files shorter than this (whitespace-normalised)")
+    dc.add_argument("--json", type=Path, help="write the full report here")
+    dc.set_defaults(func=cmd_decontamination)
     pn = dsub.add_parser("pin", help="print a data-spec entry with sha256 pins from PyPI")
     pn.add_argument("name")
     pn.add_argument("versions", nargs="+")
