@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -591,9 +592,19 @@ def evaluate(model, tokenizer, datapoints: Iterable[Datapoint], *, composer: str
     if composer == "own":
         raise EvalError("composer 'own' must be resolved to the checkpoint's training composer first")
     model.eval()
-    tasks = build_tasks(datapoints, tokenizer, composer=composer, max_context=max_context, protocol=protocol,
-                        mode=mode, fmt=fmt, seed=seed, categories=categories, compose_fn=compose_fn,
-                        render_fn=render_fn, progress=progress)
+    tasks = None
+    store = os.environ.get("RLCTX_EVAL_TASKS")  # prompts built once for every checkpoint (task_store.py)
+    if store and compose_fn is None and render_fn is None and isinstance(protocol, str):
+        from . import task_store
+
+        datapoints = list(datapoints)
+        tasks = task_store.load_tasks(store, task_store.task_key(
+            datapoints, tokenizer, composer=composer, max_context=max_context, protocol=protocol, mode=mode,
+            fmt=fmt, seed=seed, categories=categories))
+    if tasks is None:
+        tasks = build_tasks(datapoints, tokenizer, composer=composer, max_context=max_context, protocol=protocol,
+                            mode=mode, fmt=fmt, seed=seed, categories=categories, compose_fn=compose_fn,
+                            render_fn=render_fn, progress=progress)
     run_tasks(model, tokenizer, tasks, protocol, engine=engine, batch_tokens=batch_tokens, max_rows=max_rows,
               share_prefix=share_prefix, decode_tokens=decode_tokens, progress=progress)
     return tasks_frame(tasks)
