@@ -35,14 +35,18 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "eval_setting": ("string", "label such as FL-4K, PD-16K, PD-64K"),
     "eval_composer": ("string", "composer used at evaluation (registry name)"),
     "max_context": ("Int64", "maximum prompt length in tokens"),
-    "line_type": ("string", "LCA line category (inproject, infile, ...)"),
+    "line_type": ("string", "LCA line category (inproject, infile, ...); 'file' = whole completion files"),
     "em": ("Float64", "exact match, percent (0-100)"),
-    "n_lines": ("Int64", "number of target lines behind the number"),
-    "protocol": ("string", "paper (internal script) / lca / thesis"),
+    "n_lines": ("Int64", "number of target lines behind the number (perplexity protocol: of completion files)"),
+    "protocol": ("string", "paper (internal script) / lca / thesis / perplexity"),
     "benchmark": ("string", "benchmark name, e.g. lca-large_context or our profile's benchmark"),
     "line_loss": ("Float64", "mean token loss of the target line under teacher forcing"),
     "token_acc": ("Float64", "share of target-line tokens predicted correctly (percent)"),
     "edit_sim": ("Float64", "mean edit similarity of prediction and target (percent)"),
+    "file_loss": ("Float64", "perplexity protocol: mean token loss of the completion file after the "
+                             "setting's context (nats/token, averaged per file then over files)"),
+    "file_loss_delta": ("Float64", "perplexity protocol: file_loss minus the same tokens' loss with no "
+                                   "context (negative = the repository context helps)"),
     "note": ("string", "caveat attached to the number"),
 }
 

@@ -251,7 +251,12 @@ def summary_rows(lines: pd.DataFrame, *, info: CheckpointInfo, profile: str, cfg
                  mode: str = "original", note: str | None = None) -> pd.DataFrame:
     """The tidy summary of one evaluation: one row per line type x role the computation serves."""
     proto = get_protocol(protocol)
-    summ = metrics.summarize(lines, file_average=proto.file_average)
+    if proto.target_tokenization == "file":  # perplexity: whole completion files, no target lines
+        from .incontext import summarize_file_loss
+
+        summ = summarize_file_loss(lines)
+    else:
+        summ = metrics.summarize(lines, file_average=proto.file_average)
     roles = presets.roles_of(composer, max_context, info.own_composer, cfg)
     if mode != (info.mode or "original"):  # Or-ext is the checkpoint's own composer in its own mode
         roles = [r for r in roles if r != "Or-ext"]
@@ -299,9 +304,15 @@ class EvalRequest:
     fmt: str
     seed: int
     categories: list[str]
+    #: protocol-specific settings (perplexity: the completion budget); left out when None, so the
+    #: identities of the line-completion evaluations stay what they were
+    options: dict[str, Any] | None = None
 
     def identity(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["options"] is None:
+            d.pop("options")
+        return d
 
 
 def existing(path: Path, request: EvalRequest) -> bool:
@@ -320,6 +331,18 @@ def existing(path: Path, request: EvalRequest) -> bool:
     return path.exists() and path.with_suffix(".summary.csv").exists()
 
 
+def completion_budget(cfg: dict[str, Any] | None, max_context: int) -> int:
+    """Tokens of the completion file in a perplexity evaluation: the profile's usual budget
+    (``[repo_training] completion_max_tokens``, else a quarter of the extended length, as training
+    sequences are built), never more than ``max_context``."""
+    cfg = cfg or {}
+    budget = (cfg.get("repo_training") or {}).get("completion_max_tokens")
+    if not budget:
+        ext = cfg.get("extended_length")
+        budget = int(ext) // 4 if ext else int(max_context) // 4
+    return max(1, min(int(budget), int(max_context)))
+
+
 def run_eval(checkpoint: str | os.PathLike[str], *, composer: str, max_context: int, protocol: str | None = None,
              profile: str = "smoke", benchmark: str | Benchmark | None = None, limit: int | None = None,
              cfg: dict[str, Any] | None = None, model=None, tokenizer=None, mode: str | None = None,
@@ -328,6 +351,11 @@ def run_eval(checkpoint: str | os.PathLike[str], *, composer: str, max_context: 
              dtype: str = "auto", out_dir: str | os.PathLike[str] | None = None, progress: bool = True,
              lca_path: str | None = None) -> dict[str, Any]:
     """Evaluate one checkpoint in one setting and store the results (skipped when already there).
+
+    ``protocol="perplexity"`` stores one record per datapoint (the completion file's loss with the
+    setting's context and without, :func:`rlctx_utils.evaluation.incontext.file_loss_records`)
+    instead of one per target line; the summary has ``line_type`` ``file`` with ``file_loss`` and
+    ``file_loss_delta``.
 
     Returns ``{"eval_id", "path", "skipped", "summary", "lines"}`` (``lines`` is None when skipped).
     """
@@ -349,10 +377,15 @@ def run_eval(checkpoint: str | os.PathLike[str], *, composer: str, max_context: 
     mode = mode or (info.mode if composer == presets.OWN and info.mode else "original")
     bench = benchmark if isinstance(benchmark, Benchmark) else load_benchmark(
         benchmark or default_benchmark(profile, cfg), limit=limit, lca_path=lca_path)
+    file_protocol = get_protocol(protocol).target_tokenization == "file"
+    options = None
+    if file_protocol:  # whole files: no line categories; the completion budget decides the result
+        categories = ()
+        options = {"completion_max": completion_budget(cfg, int(max_context))}
     request = EvalRequest(checkpoint=info.ref, checkpoint_fingerprint=info.fingerprint, benchmark=bench.name,
                           benchmark_fingerprint=bench.fingerprint, composer=resolved, mode=mode,
                           max_context=int(max_context), protocol=protocol, fmt=fmt, seed=seed,
-                          categories=list(categories))
+                          categories=list(categories), options=options)
     eid = eval_id(info, resolved if mode == "original" else f"{resolved}-{mode}", max_context, protocol, bench.name)
     out = evals_dir(profile, out_dir)
     path = out / f"{eid}.parquet"
@@ -366,9 +399,16 @@ def run_eval(checkpoint: str | os.PathLike[str], *, composer: str, max_context: 
 
         tokenizer = tokenizer or load_tokenizer(str(checkpoint))
         model = load_model(str(checkpoint), dtype=dtype, device=device)
-    lines = evaluate(model, tokenizer, bench.datapoints, composer=resolved, max_context=int(max_context),
-                     protocol=protocol, mode=mode, fmt=fmt, seed=seed, categories=categories, engine=engine,
-                     batch_tokens=batch_tokens, decode_tokens=ev.get("decode_tokens"), progress=progress)
+    if file_protocol:
+        from .incontext import file_loss_records
+
+        lines = file_loss_records(model, tokenizer, bench.datapoints, composer=resolved, mode=mode,
+                                  max_context=int(max_context), completion_max=options["completion_max"],
+                                  seed=seed, fmt=fmt, batch_tokens=batch_tokens)
+    else:
+        lines = evaluate(model, tokenizer, bench.datapoints, composer=resolved, max_context=int(max_context),
+                         protocol=protocol, mode=mode, fmt=fmt, seed=seed, categories=categories, engine=engine,
+                         batch_tokens=batch_tokens, decode_tokens=ev.get("decode_tokens"), progress=progress)
     wall = time.time() - t0
     summary = summary_rows(lines, info=info, profile=profile, cfg=cfg, composer=resolved,
                            max_context=int(max_context), protocol=protocol, benchmark=bench.name,

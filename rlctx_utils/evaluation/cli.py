@@ -6,6 +6,7 @@ Examples::
         --composer path_distance_py --max-context 1024 --protocol thesis
     rlctx eval --profile cpu --checkpoint runs --preset all          # every finished run, 4 settings
     rlctx eval --profile cpu --checkpoint runs --sweep               # the extrapolation sweep
+    rlctx eval --profile cpu --checkpoint runs --preset all --protocol perplexity  # file loss, context vs none
     rlctx eval --profile paper --checkpoint infly/OpenCoder-1.5B-Base \\
         --benchmark lca:large_context --preset FL-base,PD-ext --protocol lca
 """
@@ -106,6 +107,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 first = s.drop_duplicates("line_type").set_index("line_type")
                 cells = ", ".join(f"{lt} EM {first.at[lt, 'em']:.1f} tok-acc {first.at[lt, 'token_acc']:.1f}"
                                   for lt in ("inproject", "infile", "micro") if lt in first.index)
+                if "file" in first.index:  # perplexity protocol
+                    cells = (f"{int(first.at['file', 'n_lines'])} files, loss {first.at['file', 'file_loss']:.3f}, "
+                             f"with - without context {first.at['file', 'file_loss_delta']:+.3f} nats")
                 state = "exists, skipped" if res["skipped"] else "done"
                 print(f"{res['eval_id']}: {state}; {cells}")
     return 0
@@ -127,7 +131,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-context", type=int, help="maximum prompt length in tokens")
     p.add_argument("--preset", help="all, or a comma list of FL-base, PD-base, PD-ext, Or-ext")
     p.add_argument("--sweep", action="store_true", help="Path Distance at base/4 ... 8x extended length")
-    p.add_argument("--protocol", help="lca, thesis, thesis-separate, or a comma list such as lca,thesis (default: the profile's [eval] protocol)")
+    p.add_argument("--protocol", help="lca, thesis, thesis-separate, perplexity (completion-file loss with the "
+                   "setting's context minus without: how lca-baselines select composers), or a comma list such "
+                   "as lca,thesis (default: the profile's [eval] protocol)")
     p.add_argument("--limit", type=int, help="first N datapoints of the benchmark only")
     p.add_argument("--categories", help="comma list of line categories to evaluate (default: the profile's "
                    "[eval] categories, else all six)")

@@ -29,6 +29,14 @@ target line; the model must produce the target line. Two published protocols dif
     newline token" would), so a match here is exactly a greedy match without stripping. EM is averaged
     over lines.
 
+``perplexity`` (an in-context measure, not line completion)
+    No target line: one forward pass per datapoint and setting scores the whole completion file
+    (cut to the profile's completion budget) after the setting's composer context, and once more
+    without context; the number is the file's mean token loss (``file_loss``) and its difference
+    from the no-context loss (``file_loss_delta``, negative = the context helps). This is how the
+    Long Code Arena baselines select composers (by perplexity); see
+    :func:`rlctx_utils.evaluation.incontext.file_loss_records`.
+
 Deviations from the original scripts, on purpose: our stop rule is a pure function of the tokens
 generated for *this* line. The LCA script keeps its "tokens generated so far" counter in a stopping
 criterion object shared by the lines of a file and resets it only when it stops on a newline, so a
@@ -82,11 +90,17 @@ PROTOCOLS: dict[str, Protocol] = {
     "thesis-separate": Protocol("thesis-separate", trailing_newline=True, generate=False, strip=False,
                                 file_average=False, min_tokens=1, max_new_tokens=100,
                                 target_tokenization="separate"),
+    # whole completion files, no target lines (rlctx_utils.evaluation.incontext)
+    "perplexity": Protocol("perplexity", trailing_newline=True, generate=False, strip=False, file_average=True,
+                           min_tokens=1, max_new_tokens=0, target_tokenization="file"),
 }
+#: Protocols that score whole completion files instead of target lines.
+FILE_PROTOCOLS = ("perplexity",)
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
-    """A protocol by name (``lca`` or ``thesis``), or the given :class:`Protocol` itself."""
+    """A protocol by name (``lca``, ``thesis``, ``thesis-separate``, ``perplexity``), or the given
+    :class:`Protocol` itself."""
     if isinstance(protocol, Protocol):
         return protocol
     if protocol not in PROTOCOLS:

@@ -33,10 +33,9 @@ from ..paths import REPO_ROOT, results_dir
 STAGES = ("base", "repo")
 SECTION = {"base": "base_training", "repo": "repo_training"}
 #: Keys that change how a run is observed, not what it computes (left out of its identity).
-#: ``incontext_every``/``incontext_sequences``: copy scores logged every N steps (forward passes
-#: only, no random state used), see :mod:`rlctx_utils.evaluation.incontext`.
-VOLATILE_KEYS = ("debug", "log_every", "save_every", "threads", "progress", "out_dir", "incontext_every",
-                 "incontext_sequences")
+#: ``incontext_every``: copy scores logged every N steps (forward passes only, no random state
+#: used), see :mod:`rlctx_utils.evaluation.incontext`.
+VOLATILE_KEYS = ("debug", "log_every", "save_every", "threads", "progress", "out_dir", "incontext_every")
 
 
 class RunError(ValueError):
