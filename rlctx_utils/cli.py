@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                 exc.__class__.__module__.startswith("rlctx_utils"):
             print(f"rlctx {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, OSError) and exc.errno is not None:  # full disk, read-only folder, a file in the way
+            from .io import os_error_message
+            print(f"rlctx {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
+            return 2
         raise
     return int(rc or 0)
 

@@ -52,8 +52,13 @@ def test_profiles_load_with_seed_and_lengths(profile):
 
 
 def test_overrides_and_errors():
-    cfg = config.load_profile("smoke", ["repo_training.loss=full", "seed=7", "model.note=hello world"])
-    assert cfg["repo_training"]["loss"] == "full" and cfg["seed"] == 7 and cfg["model"]["note"] == "hello world"
+    cfg = config.load_profile("smoke", ["repo_training.loss=full", "seed=7", "repo_training.data_dir=hello world"])
+    assert cfg["repo_training"]["loss"] == "full" and cfg["seed"] == 7 and cfg["repo_training"]["data_dir"] == "hello world"
+    # unknown keys are refused with the closest valid name (issue 12, item 15), wrong types in one line
+    with pytest.raises(config.ConfigError, match="did you mean 'model.preset'"):
+        config.load_profile("smoke", ["model.presett=x"])
+    with pytest.raises(config.ConfigError, match="expected a number"):
+        config.load_profile("smoke", ["base_training.lr=abc"])
     with pytest.raises(config.ConfigError, match="unknown profile"):
         config.load_profile("nope")
     with pytest.raises(config.ConfigError):

@@ -31,6 +31,13 @@ def _print_summary(manifest: dict[str, Any]) -> None:
         print("     skips: " + ", ".join(f"{k}={v}" for k, v in skips.items()))
     if manifest.get("leakage_drops"):
         print("   leakage: " + ", ".join(f"{k}={v}" for k, v in manifest["leakage_drops"].items()))
+    for repo, info in sorted((manifest.get("per_repository") or {}).items()):
+        if info.get("error"):  # the package and the reason, not only a count
+            print(f"     error: {repo} ({info.get('split')}) was skipped: {info['error']}")
+    shallow = skips.get("commit_parent_not_available", 0)
+    if shallow:
+        print(f"   history: {shallow} commits had no parent available (shallow clone?) and were skipped; "
+              "fetch the full history (git fetch --unshallow) to mine them")
     print(f"      time: {manifest.get('mining_wall_time_s')} s ({manifest.get('resumed_repositories', 0)} "
           "repositories resumed)")
 
@@ -42,15 +49,28 @@ def cmd_mine_git(args: argparse.Namespace) -> int:
     cfg, prof = _mining_config(args.profile, args.set)
     splits = {n: "benchmark" for n in args.benchmark} | {n: "validation" for n in args.validation}
     sources = []
+    seen: list[str] = []
     for d in args.repos:
         from dulwich.repo import Repo
         try:
-            name = repo_name(d, Repo(d))
+            repo = Repo(d)
+            name = repo_name(d, repo)
         except Exception as exc:
             raise DataError(f"{d}: not a git repository ({exc})") from None
+        try:
+            head = repo.head().decode()
+        except KeyError:  # an empty repository
+            head = ""
+        seen += [name, Path(d).name]
         sources.append(RepoSource(name, splits.get(name, splits.get(Path(d).name, "train")),
                                   (lambda d=d, name=name: mine_git_repo(d, cfg, name=name,
-                                                                        progress=not args.quiet)), "git"))
+                                                                        progress=not args.quiet)), "git",
+                                  key=f"git:{head}"))
+    for flag, names in (("--benchmark", args.benchmark), ("--validation", args.validation)):
+        unknown = [n for n in names if n not in seen]
+        if unknown:
+            raise DataError(f"{flag} {', '.join(unknown)} matches none of the repositories given; their names "
+                            f"are: {', '.join(dict.fromkeys(seen))}")
     run_cfg = {"command": "mine git", "profile": args.profile, "repos": [str(r) for r in args.repos],
                "data": prof.get("data", {}), "splits": splits}
     manifest = mine_all(sources, args.out, cfg, run_cfg, force=args.force, progress=not args.quiet)
@@ -60,7 +80,7 @@ def cmd_mine_git(args: argparse.Namespace) -> int:
 
 def cmd_mine_pypi(args: argparse.Namespace) -> int:
     from .pipeline import RepoSource, mine_all
-    from .pypi import load_spec, mine_package
+    from .pypi import load_spec, mine_package, package_key
 
     spec = load_spec(args.spec)
     profile = args.profile or spec.profile or "smoke"
@@ -76,7 +96,8 @@ def cmd_mine_pypi(args: argparse.Namespace) -> int:
         print(f"{n} sdists in the cache ({time.perf_counter() - t0:.1f} s)")
         return 0
     sources = [RepoSource(p.repo, p.split, (lambda p=p: mine_package(p, cfg, offline=args.offline,
-                                                                     progress=not args.quiet)), "pypi")
+                                                                     progress=not args.quiet)), "pypi",
+                          key=package_key(p))
                for p in spec.packages]
     run_cfg = {"command": "mine pypi", "profile": profile, "spec": str(args.spec),
                "data": prof.get("data", {}), "spec_mining": spec.mining}

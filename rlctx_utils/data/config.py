@@ -17,6 +17,10 @@ from .lines import LCA_BUCKET_THRESHOLDS
 from .snapshots import MAX_FILE_BYTES, MAX_TOTAL_BYTES
 
 
+#: Keys of a profile's ``[data]`` section that are not mining settings.
+_OTHER_DATA_KEYS = frozenset({"spec"})
+
+
 @dataclass(frozen=True)
 class MiningConfig:
     """Filters and caps of a mining run.
@@ -46,14 +50,42 @@ class MiningConfig:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], seed: int | None = None) -> "MiningConfig":
-        """Build from a ``[data]`` section; keys this class does not know are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        """Build from a ``[data]`` section (a spec's ``[mining]`` table merged in).
+
+        Keys of ``[data]`` that other stages read (``spec``) are ignored; any other unknown key is
+        refused with the closest valid name, a value of the wrong type in one line. A single name
+        given to ``exclude_repos`` is a one-element list (never a tuple of its characters).
+        """
+        import difflib
+
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            if key in names:
-                if key in ("exclude_repos", "bucket_thresholds"):
-                    value = tuple(value)
-                kwargs[key] = value
+            if key in _OTHER_DATA_KEYS:
+                continue
+            if key not in fields:
+                near = difflib.get_close_matches(key, sorted(fields), n=1, cutoff=0.5)
+                hint = f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(sorted(fields))}"
+                raise MiningConfigError(f"unknown mining setting {key!r}: {hint}")
+            default = fields[key].default
+            if key == "exclude_repos":
+                if isinstance(value, str):
+                    value = (value,)
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                    raise MiningConfigError(f"exclude_repos must be a list of repository names, got {value!r}")
+                value = tuple(value)
+            elif key == "bucket_thresholds":
+                if not isinstance(value, (list, tuple)) or not all(
+                        isinstance(v, int) and not isinstance(v, bool) for v in value):
+                    raise MiningConfigError(f"bucket_thresholds must be 3 increasing integers, got {value!r}")
+                value = tuple(value)
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise MiningConfigError(f"{key} must be true or false, got {value!r}")
+            elif isinstance(default, int):
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise MiningConfigError(f"{key} must be an integer, got {value!r}")
+            kwargs[key] = value
         if seed is not None and "seed" not in kwargs:
             kwargs["seed"] = seed
         cfg = cls(**kwargs)

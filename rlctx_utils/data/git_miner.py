@@ -10,7 +10,11 @@ Choices the paper leaves open, made here and configurable in :class:`MiningConfi
 - merge commits are skipped (their additions were already made by the branch they merge);
 - root commits are skipped (there is no snapshot before them);
 - a renamed or copied-and-renamed file is not an addition (git rename detection, 60% similarity);
-- when the same path is added several times, the most recent addition is kept.
+- when the same path is added several times, the most recent addition is kept;
+- a shallow clone (or a repository with missing objects) is mined as far as its history goes: a
+  commit whose parent is not available is skipped (``commit_parent_not_available``), a commit or
+  tree that cannot be read stops the walk there (``missing_object``);
+- files whose name is not UTF-8 are left out of snapshots and completions (``non_utf8_path``).
 Every skipped file or commit is counted in ``stats`` under its reason.
 """
 
@@ -31,7 +35,7 @@ from dulwich.repo import BaseRepo, Repo
 
 from .config import MiningConfig
 from .errors import DataError
-from .snapshots import decode_text
+from .snapshots import decode_text, utf8_name
 from .types import Datapoint
 
 GITLINK = 0o160000
@@ -98,12 +102,22 @@ class _BlobReader:
         if tree is None:
             return {}
         out: dict[str, str | None] = {}
-        for entry in self.store.iter_tree_contents(tree):
-            path = entry.path.decode("utf-8", "surrogateescape")
-            if entry.mode == GITLINK:
-                self.stats["submodule"] += 1
-                continue
-            out[path] = self.text(entry.sha, path, entry.mode)
+        try:
+            for entry in self.store.iter_tree_contents(tree):
+                path = entry.path.decode("utf-8", "surrogateescape")
+                if entry.mode == GITLINK:
+                    self.stats["submodule"] += 1
+                    continue
+                if not utf8_name(path):
+                    self.stats["non_utf8_path"] += 1
+                    continue
+                try:
+                    out[path] = self.text(entry.sha, path, entry.mode)
+                except KeyError:  # a blob missing from the object store
+                    self.stats["missing_object"] += 1
+                    out[path] = None
+        except KeyError:  # a sub-tree missing from the object store
+            self.stats["missing_object"] += 1
         return out
 
 
@@ -142,8 +156,21 @@ def mine_git_repo(repo: str | Path | BaseRepo, cfg: MiningConfig, name: str | No
     detector = RenameDetector(store, max_files=rename_max_files)
     cands: list[_Candidate] = []
     commits = 0
-    walker = r.get_walker(include=[head])
-    for entry in tqdm(walker, desc=f"mine {name}", unit="commit", disable=not progress, leave=False):
+    try:
+        walker = iter(r.get_walker(include=[head]))
+    except KeyError:
+        raise DataError(f"{name}: HEAD {head.decode()} is not in the object store (broken repository); "
+                        "repair it (git fsck) or clone it again") from None
+    bar = tqdm(desc=f"mine {name}", unit="commit", disable=not progress, leave=False)
+    while True:
+        try:
+            entry = next(walker)
+        except StopIteration:
+            break
+        except KeyError:  # a commit of the history is missing: mine what was walked so far
+            stats["missing_object"] += 1
+            break
+        bar.update(1)
         commit: Commit = entry.commit
         commits += 1
         parents = commit.parents
@@ -156,21 +183,36 @@ def mine_git_repo(repo: str | Path | BaseRepo, cfg: MiningConfig, name: str | No
         if _year(commit.commit_time) < cfg.min_year:
             stats["commit_before_min_year"] += 1
             continue
-        parent_tree = store[parents[0]].tree if parents else None
-        added: dict[str, tuple[bytes, int]] = {}
-        for ch in tree_changes(store, parent_tree, commit.tree, rename_detector=detector):
-            if ch.type in (CHANGE_RENAME, CHANGE_COPY):
-                if ch.new.path.endswith(b".py"):
-                    stats["renamed_not_added"] += 1
-                continue
-            if ch.type != CHANGE_ADD or not ch.new.path.endswith(b".py"):
-                continue
-            added[ch.new.path.decode("utf-8", "surrogateescape")] = (ch.new.sha, ch.new.mode)
+        if parents and parents[0] not in store:  # shallow clone: the snapshot is not there
+            stats["commit_parent_not_available"] += 1
+            continue
+        try:
+            parent_tree = store[parents[0]].tree if parents else None
+            added: dict[str, tuple[bytes, int]] = {}
+            for ch in tree_changes(store, parent_tree, commit.tree, rename_detector=detector):
+                if ch.type in (CHANGE_RENAME, CHANGE_COPY):
+                    if ch.new.path.endswith(b".py"):
+                        stats["renamed_not_added"] += 1
+                    continue
+                if ch.type != CHANGE_ADD or not ch.new.path.endswith(b".py"):
+                    continue
+                path = ch.new.path.decode("utf-8", "surrogateescape")
+                if not utf8_name(path):
+                    stats["non_utf8_path"] += 1
+                    continue
+                added[path] = (ch.new.sha, ch.new.mode)
+        except KeyError:  # a tree or blob of this commit is missing
+            stats["missing_object"] += 1
+            continue
         for path, (sha, mode) in added.items():
             if stat.S_ISLNK(mode) or mode == GITLINK:
                 stats["completion_not_regular_file"] += 1
                 continue
-            text = reader.text(sha, path, mode)
+            try:
+                text = reader.text(sha, path, mode)
+            except KeyError:
+                stats["missing_object"] += 1
+                continue
             if text is None:
                 stats["completion_binary_or_too_large"] += 1
                 continue
@@ -184,6 +226,7 @@ def mine_git_repo(repo: str | Path | BaseRepo, cfg: MiningConfig, name: str | No
             cands.append(_Candidate(commit.id, commit.commit_time, parent_tree, path, text,
                                     {p: s for p, (s, _) in added.items()}))
 
+    bar.close()
     # One completion file per (repository, path): the most recent addition wins.
     cands.sort(key=lambda c: (-c.time, c.path))
     seen: set[str] = set()
@@ -206,11 +249,20 @@ def mine_git_repo(repo: str | Path | BaseRepo, cfg: MiningConfig, name: str | No
             snapshots[c.parent_tree] = reader.tree_files(c.parent_tree)
         commit_hex = c.commit.decode()
         if commit_hex not in added_files:
-            added_files[commit_hex] = {p: reader.text(s, p, 0o100644) for p, s in c.added.items()}
+            added_files[commit_hex] = {}
+            for p_, s_ in c.added.items():
+                try:
+                    added_files[commit_hex][p_] = reader.text(s_, p_, 0o100644)
+                except KeyError:
+                    stats["missing_object"] += 1
         dps.append(Datapoint(repo=name, commit_hash=commit_hex, completion_path=c.path,
                              completion_content=c.content, snapshot=snapshots[c.parent_tree],
                              source=source, meta={"commit_time": c.time}))
-    head_files = reader.tree_files(store[head].tree)
+    try:
+        head_files = reader.tree_files(store[head].tree)
+    except KeyError:
+        stats["missing_object"] += 1
+        head_files = {}
     return RepoMining(name, dps, added_files, head_files, stats, commits)
 
 

@@ -7,7 +7,9 @@ Steps (each repository independently, then once for the whole run):
    datapoint), the size bucket of its snapshot (characters of ``.py``).
 3. *Checkpoint* the repository into ``DIR/.work/repos/<name>/`` (datapoints, corpus candidates,
    content hashes, skip counts, ``done.json``) in one atomic rename: an interrupted run resumes
-   without redoing finished repositories.
+   without redoing finished repositories. A finished repository is reused only when its mining
+   config, its split and its *source key* (the git HEAD; for PyPI the pinned release list and
+   sha256s) are unchanged: a new commit or a changed spec mines it again.
 4. *Finalize*: splits are repository-disjoint by construction (each repository has one split).
    A file whose normalized content appears in a benchmark repository is removed from validation and
    training, one appearing in a validation repository from training (vendored copies must not sit on
@@ -15,7 +17,9 @@ Steps (each repository independently, then once for the whole run):
    repository (the newest). The corpus is every distinct ``.py`` file of the training repositories'
    newest tree. ``DIR/data``, ``DIR/corpus`` and ``DIR/manifest.json`` are then written atomically.
 
-Nothing is written outside ``DIR``.
+Nothing is written outside ``DIR``. The run holds ``DIR/.rlctx.lock`` (see
+:func:`rlctx_utils.io.output_lock`): a second writer on the same folder is refused; the temporaries
+a killed run left in ``DIR`` are removed when the next run starts.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_dir, read_json, sidecar, write_json
+from ..io import atomic_dir, output_lock, read_json, remove_stale_temporaries, sidecar, write_json
 from .config import MiningConfig
 from .errors import DataError, DownloadError, MiningConfigError
 from .git_miner import RepoMining
@@ -47,6 +51,8 @@ class RepoSource:
     split: str
     mine: Callable[[], RepoMining]
     kind: str = "git"
+    #: What the repository's content is (git HEAD, PyPI release pins): resume only when it is unchanged.
+    key: str = ""
 
 
 def _safe(name: str) -> str:
@@ -75,7 +81,7 @@ def _mine_one(src: RepoSource, cfg: MiningConfig, repo_dir: Path) -> dict[str, A
         except DataError as exc:  # an unsafe archive or broken repository: count and go on
             info = {"repo": src.name, "split": src.split, "error": str(exc),
                     "stats": {f"repository_error:{type(exc).__name__}": 1}, "datapoints": 0,
-                    "config_hash": cfg.hash()}
+                    "config_hash": cfg.hash(), "source_key": src.key}
             write_json(tmp / "done.json", info)
             return info
         for dp in mined.datapoints:
@@ -93,7 +99,8 @@ def _mine_one(src: RepoSource, cfg: MiningConfig, repo_dir: Path) -> dict[str, A
                 "datapoints": len(dps), "stats": dict(mined.stats),
                 "completion_hashes": completion_hashes, "head_hashes": head_hashes,
                 "head_files": len(mined.head_files), "head_py_chars": sum(map(len, head_py.values())),
-                "wall_time_s": round(time.perf_counter() - t0, 3), "config_hash": cfg.hash()}
+                "wall_time_s": round(time.perf_counter() - t0, 3), "config_hash": cfg.hash(),
+                "source_key": src.key}
         write_json(tmp / "done.json", info)
     return info
 
@@ -102,11 +109,20 @@ def mine_all(sources: Iterable[RepoSource], out_dir: str | Path, cfg: MiningConf
              run_config: dict[str, Any] | None = None, force: bool = False,
              progress: bool = True) -> dict[str, Any]:
     """Mine every source into ``out_dir`` (resuming finished repositories) and finalize it."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder: pass a folder path")
+    with output_lock(out, "rlctx mine"):
+        remove_stale_temporaries(out)
+        remove_stale_temporaries(out / ".work", depth=2)
+        return _mine_all(list(sources), out, cfg, run_config, force, progress)
+
+
+def _mine_all(sources: list[RepoSource], out: Path, cfg: MiningConfig, run_config: dict[str, Any] | None,
+              force: bool, progress: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    out = Path(out_dir)
     work = out / ".work"
-    sources = list(sources)
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise DataError(f"repository names must be unique, got {names}")
@@ -133,7 +149,8 @@ def mine_all(sources: Iterable[RepoSource], out_dir: str | Path, cfg: MiningConf
         done = repo_dir / "done.json"
         if done.exists():
             info = read_json(done)
-            if info.get("config_hash") == cfg.hash() and info.get("split") == src.split:
+            if info.get("config_hash") == cfg.hash() and info.get("split") == src.split \
+                    and info.get("source_key", "") == src.key:
                 infos.append(info)
                 resumed += 1
                 continue

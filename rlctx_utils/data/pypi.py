@@ -107,15 +107,30 @@ def load_spec(path: str | Path) -> PypiSpec:
         if split not in SPLITS:
             raise SpecError(f"{where} ({name}): split {split!r} is not one of {SPLITS}")
         rels = []
-        for r in p.get("releases", []):
+        releases = p.get("releases", [])
+        if not isinstance(releases, list) or not all(isinstance(r, dict) for r in releases):
+            raise SpecError(f"{where} ({name}): releases must be a list of tables "
+                            "{version = ..., filename = ..., sha256 = ..., date = ...}")
+        for r in releases:
+            if "version" not in r:
+                raise SpecError(f"{where} ({name}): a release has no version; give version = \"X.Y\"")
             fn, sha = r.get("filename", ""), str(r.get("sha256", "")).lower()
             if not fn or "/" in fn or "\\" in fn or not _SDIST.search(fn):
                 raise SpecError(f"{where} ({name}): bad sdist filename {fn!r}")
             if not re.fullmatch(r"[0-9a-f]{64}", sha):
                 raise SpecError(f"{where} ({name} {r.get('version')}): sha256 must be 64 hex digits")
             date = r.get("date")
-            if isinstance(date, str):
-                date = _dt.date.fromisoformat(date[:10])
+            if isinstance(date, _dt.datetime):
+                date = date.date()
+            elif isinstance(date, str):
+                try:
+                    date = _dt.date.fromisoformat(date[:10])
+                except ValueError:
+                    raise SpecError(f"{where} ({name} {r.get('version')}): date {date!r} is not a date; "
+                                    "write it as YYYY-MM-DD") from None
+            elif date is not None and not isinstance(date, _dt.date):
+                raise SpecError(f"{where} ({name} {r.get('version')}): date {date!r} is not a date; "
+                                "write it as YYYY-MM-DD")
             rels.append(Release(str(r["version"]), fn, sha, date))
         if len(rels) < 2:
             raise SpecError(f"{where} ({name}): needs at least 2 releases (release N+1 is a commit on N)")
@@ -158,9 +173,13 @@ def fetch_sdist(pkg: Package, rel: Release, dest: Path | None = None, offline: b
     dest = dest or sdist_cache()
     path = dest / rel.filename
     if path.exists():
-        if sha256_file(path) == rel.sha256:
+        got = sha256_file(path)
+        if got == rel.sha256:
             return path
-        path.unlink()  # a corrupt or foreign file: fetch again
+        # Never delete a file someone put there (our own downloads land only after their check).
+        raise DownloadError(f"{path}: sha256 {got} does not match the pin {rel.sha256} of {pkg.name} "
+                            f"{rel.version} in the spec; move that file away (it is kept) to download "
+                            "the pinned one, or fix the spec's sha256")
     if offline:
         raise DownloadError(f"{rel.filename} is not in {dest}; run `rlctx mine pypi` once with network "
                             "access to PyPI to download it")
@@ -242,6 +261,12 @@ def mine_package(pkg: Package, cfg: MiningConfig, offline: bool = False,
         dp.meta["previous_release"] = order[order.index(version) - 1]
         dp.source = f"pypi:{pkg.name}=={version}"
     return mined
+
+
+def package_key(pkg: Package) -> str:
+    """What a package's mined datapoints depend on in the spec: its releases and their pins."""
+    blob = json.dumps([[r.version, r.filename, r.sha256, str(r.date)] for r in pkg.releases])
+    return "pypi:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def spec_summary(spec: PypiSpec) -> str:

@@ -34,6 +34,10 @@ MAX_TOTAL_BYTES = 256_000_000
 MAX_DECLARED_BYTES = 2_000_000_000
 #: Most members an archive may have.
 MAX_MEMBERS = 100_000
+#: Largest PAX extended header or GNU long-name/long-link record a tar member may carry. tarfile
+#: reads such a record whole, so without this cap a 1 MB archive that declares a 1 GB header
+#: makes the reader allocate gigabytes (the per-file caps apply to contents, not headers).
+MAX_HEADER_BYTES = 1_000_000
 
 _COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 
@@ -59,9 +63,12 @@ def decode_text(data: bytes, path: str = "", stats: Counter | None = None) -> st
                 enc, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
                 codecs.lookup(enc)
                 text = data.decode(enc)
+                # a codec such as unicode_escape can produce lone surrogates ("\\ud800"), which no
+                # UTF-8 writer (parquet, JSON, the tokenizer) accepts: such a file is not text
+                text.encode("utf-8")
                 _count(stats, "decoded_with_cookie")
                 return text
-            except (SyntaxError, LookupError, UnicodeDecodeError):
+            except (SyntaxError, LookupError, UnicodeError, ValueError, TypeError):
                 pass
     _count(stats, "non_utf8")
     return None
@@ -70,6 +77,16 @@ def decode_text(data: bytes, path: str = "", stats: Counter | None = None) -> st
 def _count(stats: Counter | None, key: str, n: int = 1) -> None:
     if stats is not None:
         stats[key] += n
+
+
+def utf8_name(name: str) -> bool:
+    """Whether a file name (decoded with ``surrogateescape``) is valid UTF-8: one that is not cannot be
+    written to parquet or JSON; such files are skipped and counted as ``non_utf8_path``."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def safe_member_path(name: str) -> str | None:
@@ -88,6 +105,28 @@ def safe_member_path(name: str) -> str | None:
     return posixpath.join(*parts)
 
 
+class _HeaderBombError(UnsafeArchiveError):
+    pass
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses PAX and GNU long-name records larger than :data:`MAX_HEADER_BYTES`
+    before tarfile reads them into memory."""
+
+    def _check(self) -> None:
+        if self.size > MAX_HEADER_BYTES:
+            raise _HeaderBombError(f"a tar header record declares {self.size:,} bytes (more than "
+                                   f"{MAX_HEADER_BYTES:,}: bomb?)")
+
+    def _proc_gnulong(self, tarfile):  # type: ignore[override]
+        self._check()
+        return super()._proc_gnulong(tarfile)
+
+    def _proc_pax(self, tarfile):  # type: ignore[override]
+        self._check()
+        return super()._proc_pax(tarfile)
+
+
 def iter_archive(path: str | os.PathLike[str], *, max_file_bytes: int = MAX_FILE_BYTES,
                  max_total_bytes: int = MAX_TOTAL_BYTES,
                  max_declared_bytes: int = MAX_DECLARED_BYTES, max_members: int = MAX_MEMBERS,
@@ -104,8 +143,10 @@ def iter_archive(path: str | os.PathLike[str], *, max_file_bytes: int = MAX_FILE
                              stats)
         return
     try:
-        tf = tarfile.open(path, "r:*")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        tf = tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo)
+    except _HeaderBombError as exc:
+        raise UnsafeArchiveError(f"{path.name}: {exc}") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise UnsafeArchiveError(f"{path.name}: not a readable tar or zip archive ({exc})") from exc
     total = declared = members = 0
     with tf:
@@ -130,6 +171,9 @@ def iter_archive(path: str | os.PathLike[str], *, max_file_bytes: int = MAX_FILE
                 if name is None:
                     _count(stats, "unsafe_path")
                     continue
+                if not utf8_name(name):
+                    _count(stats, "non_utf8_path")
+                    continue
                 if m.size > max_file_bytes:
                     _count(stats, "too_large")
                     yield name, None
@@ -141,6 +185,8 @@ def iter_archive(path: str | os.PathLike[str], *, max_file_bytes: int = MAX_FILE
                     raise UnsafeArchiveError(
                         f"{path.name}: more than {max_total_bytes} bytes of content (bomb?)")
                 yield name, data
+        except _HeaderBombError as exc:
+            raise UnsafeArchiveError(f"{path.name}: {exc}") from None
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise UnsafeArchiveError(f"{path.name}: corrupt archive ({exc})") from exc
 
@@ -171,6 +217,9 @@ def _iter_zip(path: Path, max_file_bytes: int, max_total_bytes: int, max_declare
             name = safe_member_path(info.filename)
             if name is None:
                 _count(stats, "unsafe_path")
+                continue
+            if not utf8_name(name):
+                _count(stats, "non_utf8_path")
                 continue
             if info.file_size > max_file_bytes:
                 _count(stats, "too_large")
@@ -238,6 +287,9 @@ def read_dir(path: str | os.PathLike[str], *, max_file_bytes: int = MAX_FILE_BYT
         for fn in sorted(filenames):
             full = Path(dirpath) / fn
             rel = full.relative_to(root).as_posix()
+            if not utf8_name(rel):
+                _count(stats, "non_utf8_path")
+                continue
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):
                 _count(stats, "link")
