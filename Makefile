@@ -26,6 +26,8 @@ STAGES := 03_data 01_composers 04_base_pretraining 05_repo_pretraining 02_rope_s
           08_extrapolation 07_masked_vs_full 09_toy_scale
 # Stages that compute in `make reproduce` but only redraw from committed results in `make figures`.
 COMPUTE_STAGES := 06_evaluation 08_extrapolation
+# Stages that train in `make reproduce` (their defaults only plot the stored logs).
+TRAIN_STAGES := 04_base_pretraining 05_repo_pretraining
 # Profiles whose committed results `make figures` draws next to the paper's.
 OUR_PROFILES := cpu
 OUR_NOTEBOOKS := $(foreach p,$(OUR_PROFILES),$(foreach nb,06_evaluation 07_masked_vs_full 08_extrapolation 09_toy_scale,$(EXEC)/$(p)/$(nb).ipynb))
@@ -83,8 +85,12 @@ test: $(STAMP)  ## run the test suite (what CI runs)
 test-fast: $(STAMP)  ## the tests without the slow and notebook ones
 	$(BIN)/python -m pytest -m "not slow and not notebook" $(PYTEST_ARGS)
 
-lab: $(STAMP)  ## JupyterLab, opening the .py notebooks as notebooks (jupytext)
-	JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(BIN)/jupyter lab notebooks/
+# As root (Docker, cloud boxes) Jupyter refuses to start without --allow-root: pass it, and say so.
+lab: $(STAMP)  ## JupyterLab at the repository root, the .py notebooks opening as notebooks (jupytext)
+	@allow=""; if [ "$$(id -u)" = 0 ]; then allow="--allow-root"; \
+	  echo "note: running as root, so jupyter lab gets --allow-root (as in Docker images); prefer a normal user"; fi; \
+	set -x; JUPYTERLAB_SETTINGS_DIR=$(CURDIR)/.jupyter/lab/user-settings $(BIN)/jupyter lab \
+	  --ServerApp.root_dir=$(CURDIR) $$allow $(LAB_ARGS)
 
 results/$(PROFILE)/data/manifest.json: configs/data/$(PROFILE).toml | $(STAMP)
 	$(BIN)/rlctx mine pypi --spec configs/data/$(PROFILE).toml --out results/$(PROFILE)/data
@@ -92,6 +98,7 @@ results/$(PROFILE)/data/manifest.json: configs/data/$(PROFILE).toml | $(STAMP)
 reproduce: $(STAMP) results/$(PROFILE)/data/manifest.json  ## rerun the study: make reproduce PROFILE=smoke|cpu|gpu-small
 	@for nb in $(STAGES); do \
 	  extra=""; case " $(COMPUTE_STAGES) " in *" $$nb "*) extra="-p evaluate True";; esac; \
+	  case " $(TRAIN_STAGES) " in *" $$nb "*) extra="-p train True";; esac; \
 	  echo "== $$nb (profile $(PROFILE)) $$(date -u +%H:%M:%S)"; \
 	  start=$$(date +%s); \
 	  $(BIN)/rlctx notebook run $$nb --profile $(PROFILE) --out-dir $(EXEC)/$(PROFILE) $$extra; \

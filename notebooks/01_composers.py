@@ -1,8 +1,13 @@
 # ---
 # jupyter:
-#   jupytext: {formats: "py:percent"}
-#   kernelspec: {display_name: Python 3, language: python, name: python3}
-#   language_info: {name: python}
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
 # ---
 
 # %% [markdown]
@@ -35,6 +40,11 @@ vocab_size = 16384
 seed = 0
 figures_dir = "paper/figures"
 n_chars = 240
+
+# %%
+from rlctx_utils.paths import at_repo_root
+
+at_repo_root()  # relative paths below start at the repository root, wherever the kernel started
 
 # %%
 import os

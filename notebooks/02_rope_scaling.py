@@ -1,8 +1,13 @@
 # ---
 # jupyter:
-#   jupytext: {formats: "py:percent"}
-#   kernelspec: {display_name: Python 3, language: python, name: python3}
-#   language_info: {name: python}
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
 # ---
 
 # %% [markdown]
@@ -35,6 +40,11 @@ compute_positions = True        # compute the held-out curves of runs with a che
 position_runs = ["base", "base-theta500000-untrained", "file_level-original-full-theta10000",
                  "file_level-original-full-theta500000", "path_distance_py-original-masked-theta500000",
                  "path_distance_py-original-full-theta500000"]
+
+# %%
+from rlctx_utils.paths import at_repo_root
+
+at_repo_root()  # relative paths below start at the repository root, wherever the kernel started
 
 # %%
 from pathlib import Path

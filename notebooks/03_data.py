@@ -1,8 +1,13 @@
 # ---
 # jupyter:
-#   jupytext: {formats: "py:percent"}
-#   kernelspec: {display_name: Python 3, language: python, name: python3}
-#   language_info: {name: python}
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
 # ---
 
 # %% [markdown]
@@ -16,12 +21,17 @@
 # bucket, what the filters skipped, and how it compares with the numbers the paper reports.
 
 # %% tags=["parameters"]
-profile = "smoke"
+profile = "cpu"      # the committed toy study
 data_dir = ""        # default: results/<profile>/data (written by `rlctx mine pypi --spec configs/data/<profile>.toml`)
 out_dir = ""         # tables of statistics; default: results/<profile>/data_stats
 figures_dir = "paper/figures"
 tokenizer_path = ""  # a tokenizer.json or folder; default: a small BPE trained here on the corpus
 tokenizer_vocab = 2048
+
+# %%
+from rlctx_utils.paths import at_repo_root
+
+at_repo_root()  # relative paths below start at the repository root, wherever the kernel started
 
 # %%
 from pathlib import Path
@@ -31,14 +41,21 @@ import pandas as pd
 from rlctx_utils.data import figures, stats
 from rlctx_utils.data.store import load_corpus
 from rlctx_utils.io import read_json, repo_relative, write_json
-from rlctx_utils.paths import results_dir
+from rlctx_utils.paths import require, results_dir
 
 data = Path(data_dir) if data_dir else results_dir(profile) / "data"
 out = Path(out_dir) if out_dir else results_dir(profile) / "data_stats"
 figs = Path(figures_dir)
 src = f"results/{profile}/data (mined by rlctx mine pypi --spec configs/data/{profile}.toml)"
-manifest = read_json(data / "manifest.json")
-print("mined from", data, "in", manifest.get("mining_wall_time_s"), "s")
+mine = f"make results/{profile}/data/manifest.json PROFILE={profile}"  # rlctx mine pypi --spec configs/data/<profile>.toml
+# Not mined yet (a fresh clone): show the statistics stored in `out` (committed for cpu), write nothing.
+stored = None if data_dir or (data / "manifest.json").exists() else stats.stored_statistics(out)
+if stored is None:
+    manifest = read_json(require(data / "manifest.json", mine))
+    print("mined from", data, "in", manifest.get("mining_wall_time_s"), "s")
+else:
+    table, manifest = stored
+    print(f"{data} is not mined yet: showing the statistics stored in {out} (to recompute them: {mine})")
 
 # %% [markdown]
 # ## Tokens
@@ -46,8 +63,9 @@ print("mined from", data, "in", manifest.get("mining_wall_time_s"), "s")
 # here on (part of) the training corpus, so lengths are in the same units as the training runs.
 
 # %%
-tok = stats.load_or_train_tokenizer(tokenizer_path, load_corpus(data), vocab_size=tokenizer_vocab)
-table = stats.datapoint_table(data, count_tokens=lambda s: len(tok.encode(s).ids))
+if stored is None:
+    tok = stats.load_or_train_tokenizer(tokenizer_path, load_corpus(data), vocab_size=tokenizer_vocab)
+    table = stats.datapoint_table(data, count_tokens=lambda s: len(tok.encode(s).ids))
 table.head()
 
 # %% [markdown]
@@ -109,6 +127,7 @@ summary = {"profile": profile, "data_dir": repo_relative(data), "overview": over
            "categories": {f"{s}/{b}": r for (s, b), r in cats.to_dict(orient="index").items()},
            "skips": manifest["skips"], "leakage_drops": manifest.get("leakage_drops"),
            "corpus": manifest.get("corpus")}
-write_json(out / "03_data_summary.json", summary)
-stats.write_csv(table, out / "03_data_datapoints.csv")
-print("wrote", out)
+if stored is None:
+    write_json(out / "03_data_summary.json", summary)
+    stats.write_csv(table, out / "03_data_datapoints.csv")
+    print("wrote", out)

@@ -1,8 +1,13 @@
 # ---
 # jupyter:
-#   jupytext: {formats: "py:percent"}
-#   kernelspec: {display_name: Python 3, language: python, name: python3}
-#   language_info: {name: python}
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
 # ---
 
 # %% [markdown]
@@ -18,17 +23,22 @@
 # run's logs from `results/<profile>/runs/<run_id>/metrics.csv`.
 
 # %% tags=["parameters"]
-profile = "smoke"
+profile = "cpu"     # the committed toy study; make reproduce passes its own
 run_id = "base"
 # e.g. ["stop_step=100", "lr=5e-4"] (bare keys go to [base_training])
 overrides = []
 # results root; None = results/<profile>
 out_dir = None
-# False: only plot the existing logs
-train = True
+# True: train first (rlctx train, skipped when finished; make reproduce sets it); False: plot the stored logs
+train = False
 # e.g. "configs/accelerate/ddp.yaml" on a multi-GPU machine
 accelerate_config = None
 figures_dir = "paper/figures"
+
+# %%
+from rlctx_utils.paths import at_repo_root
+
+at_repo_root()  # relative paths below start at the repository root, wherever the kernel started
 
 # %%
 from pathlib import Path

@@ -1,8 +1,13 @@
 # ---
 # jupyter:
-#   jupytext: {formats: "py:percent"}
-#   kernelspec: {display_name: Python 3, language: python, name: python3}
-#   language_info: {name: python}
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
 # ---
 
 # %% [markdown]
@@ -20,19 +25,24 @@
 # subprocess per run, then plots their logs.
 
 # %% tags=["parameters"]
-profile = "smoke"
+profile = "cpu"     # the committed toy study; make reproduce passes its own
 # "grid": every [[repo_training.runs]] entry; or a list of grid ids; [] = the [repo_training] run
 run_ids = "grid"
 # e.g. ["stop_step=20"] (bare keys go to [repo_training])
 overrides = []
 # results root; None = results/<profile>
 out_dir = None
-# False: only plot the existing logs
-train = True
+# True: train first (rlctx train, skipped when finished; make reproduce sets it); False: plot the stored logs
+train = False
 accelerate_config = None
 # plotted for reference when it exists
 base_run_id = "base"
 figures_dir = "paper/figures"
+
+# %%
+from rlctx_utils.paths import at_repo_root
+
+at_repo_root()  # relative paths below start at the repository root, wherever the kernel started
 
 # %%
 from pathlib import Path

@@ -1,8 +1,13 @@
 # ---
 # jupyter:
-#   jupytext: {formats: "py:percent"}
-#   kernelspec: {display_name: Python 3, language: python, name: python3}
-#   language_info: {name: python}
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
 # ---
 
 # %% [markdown]
@@ -23,7 +28,7 @@
 # too, and the line-by-line agreement of the two protocols is measured where both were run.
 
 # %% tags=["parameters"]
-profile = "smoke"
+profile = "cpu"       # the committed toy study
 results_csv = "results/paper/results.csv"
 metrics_to_show = "em,token_acc,line_loss"
 tables_dir = "paper/tables"
@@ -31,6 +36,11 @@ evals_dir = ""        # default: results/<profile>/evals
 evaluate = False      # True: run the evaluations first (rlctx eval, skipped where stored)
 checkpoints = "runs"  # what to evaluate: "runs" (every finished run) or space-separated run:ID / paths
 eval_protocol = ""    # comma list (lca,thesis); default: the profile's [eval] protocol
+
+# %%
+from rlctx_utils.paths import at_repo_root
+
+at_repo_root()  # relative paths below start at the repository root, wherever the kernel started
 
 # %%
 from pathlib import Path

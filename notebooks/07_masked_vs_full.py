@@ -1,8 +1,13 @@
 # ---
 # jupyter:
-#   jupytext: {formats: "py:percent"}
-#   kernelspec: {display_name: Python 3, language: python, name: python3}
-#   language_info: {name: python}
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
 # ---
 
 # %% [markdown]
@@ -23,6 +28,11 @@ profile = ""          # e.g. "cpu" to analyse our own runs beside the paper's
 metric = "token_acc"  # measure for our own runs (em, token_acc, line_loss); EM is near 0 at toy scale
 tables_dir = "paper/tables"
 figures_dir = "paper/figures"
+
+# %%
+from rlctx_utils.paths import at_repo_root
+
+at_repo_root()  # relative paths below start at the repository root, wherever the kernel started
 
 # %%
 from pathlib import Path

@@ -1,8 +1,13 @@
 # ---
 # jupyter:
-#   jupytext: {formats: "py:percent"}
-#   kernelspec: {display_name: Python 3, language: python, name: python3}
-#   language_info: {name: python}
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
 # ---
 
 # %% [markdown]
@@ -18,13 +23,18 @@
 # ours below with the same function; dotted lines mark each checkpoint's training length.
 
 # %% tags=["parameters"]
-profile = "smoke"
+profile = "cpu"       # the committed toy study
 protocol = "thesis"
 results_csv = "results/paper/results.csv"
 metrics_to_show = "em,token_acc"
 figures_dir = "paper/figures"
 evaluate = False      # True: run the sweep first (rlctx eval --sweep, skipped where stored)
 sweep_runs = []       # run ids to sweep; [] = sweep_runs of the profile ([eval] section)
+
+# %%
+from rlctx_utils.paths import at_repo_root
+
+at_repo_root()  # relative paths below start at the repository root, wherever the kernel started
 
 # %%
 from pathlib import Path

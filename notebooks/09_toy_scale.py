@@ -1,8 +1,13 @@
 # ---
 # jupyter:
-#   jupytext: {formats: "py:percent"}
-#   kernelspec: {display_name: Python 3, language: python, name: python3}
-#   language_info: {name: python}
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+#   language_info:
+#     name: python
 # ---
 
 # %% [markdown]
@@ -28,6 +33,11 @@ tables_dir = "paper/tables"
 figures_dir = "paper/figures"
 report_md = "paper/toy_scale.md"
 findings_dir = ""      # findings.json and masked_vs_full_lines.json; default: results/<profile>
+
+# %%
+from rlctx_utils.paths import at_repo_root
+
+at_repo_root()  # relative paths below start at the repository root, wherever the kernel started
 
 # %%
 from pathlib import Path

@@ -61,8 +61,11 @@ def _parse(value: str) -> Any:
 
 def run_notebook(notebook: str | os.PathLike[str], *, parameters: dict[str, Any] | None = None,
                  out_dir: str | os.PathLike[str] = EXECUTED, kernel: str = "python3",
-                 progress: bool = False) -> Path:
-    """Execute one notebook; returns the executed ``.ipynb`` path."""
+                 progress: bool = False, cwd: str | os.PathLike[str] | None = None) -> Path:
+    """Execute one notebook; returns the executed ``.ipynb`` path.
+
+    The kernel starts in ``cwd`` (default: the repository root); the tests also start it in
+    ``notebooks/``, where JupyterLab starts it, and the notebook's first cell moves to the root."""
     import papermill as pm
 
     src = resolve(notebook)
@@ -78,7 +81,7 @@ def run_notebook(notebook: str | os.PathLike[str], *, parameters: dict[str, Any]
         with atomic_path(final) as tmp:
             try:
                 pm.execute_notebook(str(build), str(tmp), parameters=parameters or {}, kernel_name=kernel,
-                                    cwd=str(REPO_ROOT), progress_bar=progress, log_output=False)
+                                    cwd=str(cwd or REPO_ROOT), progress_bar=progress, log_output=False)
             except pm.PapermillExecutionError as exc:
                 os.replace(tmp, failed)
                 raise NotebookError(f"{src.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "

@@ -414,7 +414,7 @@ def test_composers_notebook_runs(py_tokenizer, tmp_path):
 
     tok_dir = tmp_path / "tok"
     py_tokenizer.save_pretrained(str(tok_dir))
-    out = notebooks.run_notebook("notebooks/01_composers.py", out_dir=tmp_path / "exec", parameters={
+    out = notebooks.run_notebook("notebooks/01_composers.py", out_dir=tmp_path / "exec", cwd=notebooks.NOTEBOOKS, parameters={
         "snapshot": "toy", "max_tokens": 400, "figure_tokens": 150, "tokenizer_path": str(tok_dir),
         "figures_dir": str(tmp_path / "fig")})
     assert out.exists()

@@ -31,7 +31,7 @@ def test_data_notebook(tmp_path):
     from rlctx_utils.notebooks import run_notebook
 
     out = tmp_path / "figs"
-    run_notebook(NOTEBOOKS / "03_data.py", out_dir=tmp_path / "exec",
+    run_notebook(NOTEBOOKS / "03_data.py", out_dir=tmp_path / "exec", cwd=NOTEBOOKS,  # where JupyterLab starts it
                  parameters={"profile": "smoke", "data_dir": str(data), "out_dir": str(out),
                              "figures_dir": str(out), "tokenizer_vocab": 300})
     for stem in ("data_smoke_per_repo", "data_smoke_lengths", "data_smoke_categories"):

@@ -144,3 +144,17 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
     return Path(path)
+
+
+def stored_statistics(stats_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The datapoint table and a manifest-shaped summary that notebook 03 wrote to ``stats_dir``
+    (committed for the ``cpu`` profile), or None: what notebook 03 shows before the data is mined."""
+    stats_dir = Path(stats_dir)
+    csv, summary = stats_dir / "03_data_datapoints.csv", stats_dir / "03_data_summary.json"
+    if not (csv.exists() and summary.exists()):
+        return None
+    s = read_json(summary)
+    splits = {k: {"repositories": int(v.get("repositories") or 0), "datapoints": int(v.get("datapoints") or 0)}
+              for k, v in s["overview"].items() if k in ("train", "validation", "benchmark")}
+    return pd.read_csv(csv), {"splits": splits, "skips": s.get("skips") or {}, "corpus": s.get("corpus") or {},
+                              "leakage_drops": s.get("leakage_drops"), "mining_wall_time_s": None}
