@@ -42,6 +42,10 @@ def resolve_runs(config: str, overrides: list[str], *, stage: str, run_id: str |
     else:
         runs = [resolve_run(cfg, stage, run_id)]
     if max_steps is not None:
+        if max_steps < 0:
+            from .runs import RunError
+
+            raise RunError(f"--max-steps {max_steps}: give a number of optimizer steps >= 0")
         for r in runs:
             r["stop_step"] = int(max_steps)
     return runs

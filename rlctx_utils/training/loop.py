@@ -36,9 +36,10 @@ import numpy as np
 import torch
 
 from ..paths import results_dir
-from ..io import atomic_dir, read_json, repo_relative, write_bytes, write_json, write_text
+from ..io import (atomic_dir, output_lock, read_json, remove_stale_temporaries, repo_relative, write_bytes,
+                  write_json, write_text)
 from .packing import collate, count_loss_tokens, forward_loss_sum, group_micro_batches
-from .runs import (RunError, latest_checkpoint, list_checkpoints, prepare_run_dir, relpath,
+from .runs import (RunError, latest_checkpoint, list_checkpoints, prepare_run_dir, relpath, run_dir,
                    write_record)
 
 METRIC_FIELDS = ("step", "loss", "lr", "grad_norm", "tokens", "loss_tokens", "micro_batches",
@@ -273,7 +274,13 @@ def _maybe_lora(model: torch.nn.Module, run: dict[str, Any]) -> torch.nn.Module:
 
 # ------------------------------------------------------------------------------- checkpoints
 def _rng_state() -> dict[str, Any]:
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """RNG states as plain data and tensors only, so that ``torch.load(weights_only=True)`` reads them
+    (a NumPy array would need the unsafe unpickler)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    st = {"python": random.getstate(),
+          "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
+                    "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+          "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -281,10 +288,27 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(st: dict[str, Any]) -> None:
     random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
+    n = st["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def safe_load(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain data only; a file holding anything
+    else (a crafted pickle that would run code, or a state written before this format) is refused."""
+    import pickle
+
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(
+            f"{path} cannot be loaded safely ({first[:160]}); it was not loaded (it may be crafted, or "
+            f"written by an older version): delete {path.parent} to resume from an earlier checkpoint, "
+            "or delete the run folder to restart") from None
 
 
 def _export_model(accelerator: Any, model: torch.nn.Module) -> torch.nn.Module:
@@ -340,7 +364,7 @@ def load_checkpoint_state(accelerator: Any, model: torch.nn.Module, optimizer: A
     """Restore weights, optimizer, scheduler and RNG from ``path``; returns the trainer state."""
     from safetensors.torch import load_file
 
-    st = torch.load(path / "trainer_state.pt", weights_only=False)
+    st = safe_load(path / "trainer_state.pt")
     inner = accelerator.unwrap_model(model)
     if hasattr(inner, "peft_config"):
         from peft import set_peft_model_state_dict
@@ -362,7 +386,7 @@ def load_checkpoint_state(accelerator: Any, model: torch.nn.Module, optimizer: A
         optimizer.load_state_dict(st["optimizer"])
     scheduler.load_state_dict(st["scheduler"])
     rng_file = path / f"rng-{accelerator.process_index}.pt"
-    _set_rng_state(torch.load(rng_file, weights_only=False) if rng_file.exists() else st["rng"])
+    _set_rng_state(safe_load(rng_file) if rng_file.exists() else st["rng"])
     return st
 
 
@@ -415,16 +439,31 @@ def train(run: dict[str, Any], *, out_dir: str | Path | None = None, resume: boo
     """Train one resolved run (see :func:`rlctx_utils.training.runs.resolve_run`); returns run.json.
 
     ``tokenizer`` and ``data`` (corpus items or datapoints) may be given directly (tests,
-    notebooks); otherwise they are loaded from the profile's locations.
+    notebooks); otherwise they are loaded from the profile's locations. The run folder is locked
+    for the duration (a second writer of the same run is refused, see :func:`rlctx_utils.io.output_lock`)
+    and the temporaries a killed run left in it are removed first.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-
     threads = int(run.get("threads") or 0)
     if threads > 0:
         torch.set_num_threads(threads)
     out_root = Path(out_dir) if out_dir else None
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # other ranks of a distributed run: rank 0 holds the lock
+        return _train(run, out_root, resume, tokenizer, data, progress)
+    folder = run_dir(run, out_root)
+    if folder.exists() and not folder.is_dir():
+        raise TrainingError(f"{folder} is a file, not a run folder: remove it or pick another --run-id/--out-dir")
+    with output_lock(folder, f"rlctx train {run['profile']} --run-id {run['run_id']}"):
+        remove_stale_temporaries(folder)
+        remove_stale_temporaries(folder / "checkpoints")
+        return _train(run, out_root, resume, tokenizer, data, progress)
+
+
+def _train(run: dict[str, Any], out_root: Path | None, resume: bool, tokenizer: Any, data: Any,
+           progress: bool) -> dict[str, Any]:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
     d, action = prepare_run_dir(run, out_root, resume=resume)
     out_root = d.parent.parent
     if action == "done":
@@ -533,6 +572,8 @@ def train(run: dict[str, Any], *, out_dir: str | Path | None = None, resume: boo
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
     log.close()
+    if not (d / "checkpoints" / "final").is_dir() and stop > 0 and main:
+        raise TrainingError(f"run {run['run_id']!r} ended at step {stop} without a final checkpoint")
     if stop == 0:
         # No training (e.g. the base model with RoPE theta raised and nothing else): the initial
         # weights, under this run's RoPE settings, are the run's final checkpoint.

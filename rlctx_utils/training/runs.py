@@ -106,6 +106,7 @@ def resolve_run(cfg: dict[str, Any], stage: str, run_id: str | None = None) -> d
         run["run_id"] = run_id or run.get("run_id") or default_run_id(stage, run)
     if not _ID_RE.match(run["run_id"]):
         raise RunError(f"run id {run['run_id']!r} may only hold letters, digits, '.', '_' and '-'")
+    check_counts(run, SECTION[stage])
     run["stage"] = stage
     run["profile"] = cfg.get("profile")
     run.setdefault("seed", cfg.get("seed", 0))
@@ -120,6 +121,27 @@ def resolve_run(cfg: dict[str, Any], stage: str, run_id: str | None = None) -> d
         # File-level runs: the completion file alone at the base length (SPEC section 5).
         run["seq_len"] = int(run.get("file_level_seq_len") or run.get("base_length") or run["seq_len"])
     return run
+
+
+#: Step and size settings: (minimum value, what the key means).
+_COUNTS = {"stop_step": (0, "the optimizer step to stop at (0: no training)"),
+           "save_every": (0, "steps between checkpoints (0: only the final one)"),
+           "sequences_per_step": (1, "sequences per optimizer step"),
+           "seq_len": (1, "tokens per training sequence"),
+           "micro_batch_tokens": (1, "tokens per micro batch"),
+           "keep_checkpoints": (0, "step checkpoints kept")}
+
+
+def check_counts(run: dict[str, Any], section: str = "") -> None:
+    """Refuse negative or non-integer step counts and sizes (``stop_step=-1`` would "finish" at once
+    with a record pointing at a checkpoint that was never written)."""
+    for key, (low, what) in _COUNTS.items():
+        if key not in run or run[key] is None:
+            continue
+        v = run[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            where = f"{section}.{key}" if section else key
+            raise RunError(f"{where} = {v!r}: {what} must be an integer >= {low}")
 
 
 def identity(run: dict[str, Any]) -> dict[str, Any]:
