@@ -41,13 +41,34 @@ help:  ## list the targets
 all: setup $(PAPER_NOTEBOOKS) $(CHEAP_NOTEBOOKS) $(OUR_NOTEBOOKS)  ## set up .venv, then regenerate every table, figure and REPORT.md
 	$(BIN)/rlctx report
 
-setup: $(STAMP)  ## create .venv and install the pinned environment
+# Which torch wheel `make setup` installs (its version is always the lock's):
+#   TORCH=default  PyPI's: the CUDA build on Linux (about 2.5 GB with its nvidia-* wheels), CPU elsewhere
+#   TORCH=cpu      PyTorch's CPU-only wheel (about 200 MB): laptops and CPU servers without a GPU
+#   TORCH=system   keep the torch already installed (Colab's CUDA build): .venv sees the system packages
+# To switch an existing .venv: rm -rf .venv, then make setup TORCH=...
+TORCH ?= default
+EXTRAS ?= test,lab
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+LOCKED_TORCH = $(shell sed -n 's/^torch==//p' requirements.lock)
+
+setup: $(STAMP)  ## create .venv and install the pinned environment (TORCH=cpu: CPU-only torch wheels)
 
 $(STAMP): pyproject.toml requirements.lock
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (found $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))' || { echo "Python 3.11.5+ is needed (found $$($(PYTHON) --version)); the lock's soupsieve needs it"; exit 1; }
+	@case "$(TORCH)" in default|cpu|system) ;; *) echo "TORCH=$(TORCH): give default, cpu or system"; exit 1;; esac
+ifeq ($(TORCH),system)
+	test -x $(BIN)/python || $(PYTHON) -m venv --system-site-packages --without-pip $(VENV)
+	grep -v '^torch==' requirements.lock > $(VENV)/constraints.txt
+	$(BIN)/python -c 'import torch; print("keeping torch", torch.__version__)'
+	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
+else
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e ".[test,lab]"
+ifeq ($(TORCH),cpu)
+	$(BIN)/python -m pip install -q --no-deps --index-url $(TORCH_CPU_INDEX) torch==$(LOCKED_TORCH)
+endif
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[$(EXTRAS)]"
+endif
 	touch $@
 
 results/paper/results.csv: results/paper/source/*.csv rlctx_utils/published.py rlctx_utils/schema.py | $(STAMP)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -64,13 +62,6 @@ def test_overrides_and_errors():
     with pytest.raises(config.ConfigError):
         config.apply_overrides({}, ["no_equals_sign"])
     assert config.config_hash({"a": 1, "b": 2}) == config.config_hash({"b": 2, "a": 1})
-
-
-def test_environment_yml_in_step_with_pyproject():
-    pins = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    wanted = set(pins["dependencies"]) | {d for ds in pins["optional-dependencies"].values() for d in ds}
-    env = set(re.findall(r"^\s+- ([A-Za-z0-9_.\-]+==[^\s]+)$", (REPO_ROOT / "environment.yml").read_text(), re.M))
-    assert wanted == env
 
 
 BROKEN = '''# ---
