@@ -85,11 +85,13 @@ $(EXEC)/02_rope_scaling.ipynb: notebooks/02_rope_scaling.py rlctx_utils/rope.py 
 	$(BIN)/rlctx notebook run 02_rope_scaling
 
 # Our runs, from their committed evaluations (nothing is trained or evaluated here).
-OURS_MODULES := $(RESULTS_MODULES) rlctx_utils/toy_scale.py rlctx_utils/evaluation/report.py
+OURS_MODULES := $(RESULTS_MODULES) rlctx_utils/toy_scale.py rlctx_utils/evaluation/report.py \
+                rlctx_utils/evaluation/incontext_report.py
 .SECONDEXPANSION:
 # One pattern rule per notebook (a rule with several pattern targets would make them all at once).
 define OUR_NOTEBOOK_RULE
-$(EXEC)/%/$(1).ipynb: notebooks/$(1).py $$$$(wildcard results/$$$$*/evals/*.summary.csv) $(OURS_MODULES) | $(STAMP)
+$(EXEC)/%/$(1).ipynb: notebooks/$(1).py $$$$(wildcard results/$$$$*/evals/*.summary.csv) \
+                      $$$$(wildcard results/$$$$*/incontext/*.csv) $(OURS_MODULES) | $(STAMP)
 	$(BIN)/rlctx notebook run $(1) --profile $$* --out-dir $(EXEC)/$$*
 endef
 $(foreach nb,06_evaluation 07_masked_vs_full 08_extrapolation 09_toy_scale,$(eval $(call OUR_NOTEBOOK_RULE,$(nb))))

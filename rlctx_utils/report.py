@@ -24,6 +24,7 @@ SECTIONS = (
     ("Data", ("data",)),
     ("Training", ("training",)),
     ("Evaluation and extrapolation", ("eval", "extrapolation")),
+    ("In-context measures", ("incontext",)),
 )
 
 HEADER = """# rlctx report

@@ -168,6 +168,20 @@ def test_eval_cli_perplexity_end_to_end(py_tokenizer, random_model, tmp_path, ca
     ppl = incontext_report.perplexity_frame("smoke", out, n_resamples=50)
     assert set(ppl["eval_role"]) >= {"FL-base", "PD-base", "PD-ext", "Or-ext"}
     assert ppl.loc[ppl["eval_role"] == "FL-base", "delta"].iloc[0] == 0
+    # notebook 06 (make figures: evaluate=False) draws the in-context table and figure from stored results
+    from rlctx_utils.config import load_profile
+    from rlctx_utils.notebooks import run_notebook
+
+    cfg = load_profile("smoke", ["eval.incontext.sequences=4", "eval.incontext.bootstrap=20",
+                                 f'eval.benchmark="{tmp_path / "bench"}"'])
+    incontext.run_incontext("smoke", cfg=cfg, results_root=tmp_path / "results", out_dir=tmp_path / "incontext")
+    run_notebook("notebooks/06_evaluation.py", parameters={
+        "profile": "smoke", "evals_dir": str(out), "tables_dir": str(tmp_path / "tables"),
+        "figures_dir": str(tmp_path / "figures")}, out_dir=tmp_path / "nb")
+    md = (tmp_path / "tables" / "incontext_smoke.md").read_text()
+    assert "Path Distance .py" in md and "Δ PD-1K" in md and "Copy, code" in md
+    assert (tmp_path / "figures" / "incontext_smoke.png").exists()
+    assert (tmp_path / "figures" / "incontext_smoke.pdf").exists()
 
 
 def test_run_incontext_stores_skips_and_draws(py_tokenizer, random_model, tmp_path):

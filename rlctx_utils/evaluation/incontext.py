@@ -558,8 +558,12 @@ def file_loss_records(model: Any, tokenizer: Any, datapoints: Sequence[Any], *, 
         alone.append(s.input_ids[s.n_header + s.n_context:])
     if not meta:
         raise EvalError("no benchmark datapoint has a completion file of two tokens or more")
-    lw = token_losses(model, with_ctx, batch_tokens=batch_tokens)
-    la = token_losses(model, alone, batch_tokens=batch_tokens)
+    la = _cached_losses(model, alone, batch_tokens=batch_tokens)
+    # without context (File-level; a completion file that fills the window) the two passes are one
+    need = [k for k, m in enumerate(meta) if m["context_tokens"] > 0 or len(with_ctx[k]) != len(alone[k])]
+    lw = list(la)
+    for k, lo in zip(need, token_losses(model, [with_ctx[k] for k in need], batch_tokens=batch_tokens)):
+        lw[k] = lo
     for m, a, b, seq in zip(meta, lw, la, with_ctx):
         start = len(seq) - m["file_tokens"]
         m["file_loss"] = float(np.mean(a[start + 1:]))
@@ -567,6 +571,30 @@ def file_loss_records(model: Any, tokenizer: Any, datapoints: Sequence[Any], *, 
         m["file_loss_delta"] = m["file_loss"] - m["file_loss_nocontext"]
     df = pd.DataFrame(meta, columns=FILE_COLUMNS)
     return df.astype({"context_tokens": "int64", "file_tokens": "int64", "truncated": "bool"})
+
+
+_NOCONTEXT_CACHE: dict[tuple[int, int], tuple[Any, dict[tuple[int, ...], np.ndarray]]] = {}
+
+
+def _cached_losses(model: Any, sequences: list[list[int]], *, batch_tokens: int) -> list[np.ndarray]:
+    """:func:`token_losses` remembering the last model's results per token sequence: the settings
+    of one checkpoint share their no-context sequences (the same completion tokens), so they are
+    scored once. The cache holds one model (its weights' version counter guards against training
+    in between)."""
+    try:
+        first = next(model.parameters())
+        key = (id(model), int(first._version))
+    except (StopIteration, AttributeError):
+        return token_losses(model, sequences, batch_tokens=batch_tokens)
+    hit = _NOCONTEXT_CACHE.get(key)
+    if hit is None or hit[0] is not model:
+        _NOCONTEXT_CACHE.clear()
+        hit = _NOCONTEXT_CACHE.setdefault(key, (model, {}))
+    memo = hit[1]
+    todo = list(dict.fromkeys(tuple(s) for s in sequences if tuple(s) not in memo))
+    for seq, lo in zip(todo, token_losses(model, [list(t) for t in todo], batch_tokens=batch_tokens)):
+        memo[seq] = lo
+    return [memo[tuple(s)] for s in sequences]
 
 
 def _render(dp: Any, fmt: str) -> str:

@@ -132,6 +132,7 @@ def incontext_figure(scores: pd.DataFrame, ppl: pd.DataFrame, *, title: str | No
     intervals. Checkpoints are coloured by training composer, the Δ markers by the evaluation
     composer (File-level #0072B2 = the no-context line at 0, Path Distance #D55E00)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from ..names import COLORS, OURS_COLOR
 
@@ -194,7 +195,9 @@ def incontext_figure(scores: pd.DataFrame, ppl: pd.DataFrame, *, title: str | No
             ax.set_xlabel("file loss with − without context (nats/token)")
             ax.set_title("Repository context (negative = helps)", fontsize=10)
         ax.axvline(0, color="#999999", lw=0.6, zorder=0)
-        ax.legend(fontsize=7, loc="best")
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
     axes[0][0].set_yticks(range(len(names)))
     axes[0][0].set_yticklabels(names, fontsize=8)
     axes[0][0].invert_yaxis()
