@@ -51,17 +51,32 @@ class TrainingError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------- schedule
-def lr_factor(step: int, *, warmup_steps: int, schedule_steps: int, lr: float, min_lr: float) -> float:
-    """Multiplier of ``lr`` for optimizer step ``step`` (0-based): linear warm-up then cosine.
+SCHEDULES = ("cosine", "wsd")
 
-    Warm-up reaches ``lr`` at step ``warmup_steps - 1`` (the first step already uses lr/warmup);
-    the cosine then goes from ``lr`` to ``min_lr`` at ``schedule_steps`` and stays there.
+
+def lr_factor(step: int, *, warmup_steps: int, schedule_steps: int, lr: float, min_lr: float,
+              schedule: str = "cosine", decay_steps: int = 0) -> float:
+    """Multiplier of ``lr`` for optimizer step ``step`` (0-based): linear warm-up, then the schedule.
+
+    Warm-up reaches ``lr`` at step ``warmup_steps - 1`` (the first step already uses lr/warmup).
+    ``cosine`` then goes from ``lr`` to ``min_lr`` at ``schedule_steps`` and stays there.
+    ``wsd`` (warmup-stable-decay) holds ``lr`` and decays linearly to ``min_lr`` over the last
+    ``decay_steps`` steps before ``schedule_steps`` (a fifth of the schedule when 0).
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}: give one of {SCHEDULES}")
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
+    floor = min_lr / lr if lr else 0.0
+    if schedule == "wsd":
+        decay = int(decay_steps) or max(1, (schedule_steps - warmup_steps) // 5)
+        start = schedule_steps - decay
+        if step < start:
+            return 1.0
+        t = min(1.0, (step - start) / max(1, decay))
+        return 1.0 - (1.0 - floor) * t
     span = max(1, schedule_steps - warmup_steps)
     t = min(1.0, (step - warmup_steps) / span)
-    floor = min_lr / lr if lr else 0.0
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
@@ -81,7 +96,8 @@ def make_optimizer(model: torch.nn.Module, run: dict[str, Any]) -> torch.optim.O
 def make_scheduler(optimizer: torch.optim.Optimizer, run: dict[str, Any]) -> torch.optim.lr_scheduler.LambdaLR:
     kw = dict(warmup_steps=int(run.get("warmup_steps", 0)),
               schedule_steps=int(run.get("schedule_steps", run["stop_step"])),
-              lr=float(run["lr"]), min_lr=float(run.get("min_lr", 0.0)))
+              lr=float(run["lr"]), min_lr=float(run.get("min_lr", 0.0)),
+              schedule=str(run.get("schedule", "cosine")), decay_steps=int(run.get("decay_steps", 0)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, **kw))
 
 
@@ -224,7 +240,9 @@ def build_source(run: dict[str, Any], tokenizer: Any, data: Any):
         return array_source(run["sequences"], run)
     if run["stage"] == "base":
         return corpus_source(data, tokenizer=tokenizer, seq_len=int(run["seq_len"]),
-                             seed=int(run["seed"]), fmt=run.get("fmt", "opencoder"))
+                             seed=int(run["seed"]), fmt=run.get("fmt", "opencoder"),
+                             repeat_fraction=float(run.get("repeat_fraction", 0.0)),
+                             repeat_kind=str(run.get("repeat_kind", "code")))
     kw = dict(composer=run["composer"], mode=run.get("mode", "original"), tokenizer=tokenizer,
               seq_len=int(run["seq_len"]), loss=run.get("loss", "masked"),
               completion_max=run.get("completion_max_tokens") or None,

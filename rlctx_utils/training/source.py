@@ -82,13 +82,28 @@ def _encode_batch(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     return [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
+REPEAT_KINDS = ("code", "random")
+
+
 def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: int,
-                  fmt: str = "opencoder", batch: int = 256) -> SequenceSource:
+                  fmt: str = "opencoder", batch: int = 256, repeat_fraction: float = 0.0,
+                  repeat_kind: str = "code") -> SequenceSource:
     """Stage A: every file rendered and cut into windows of ``seq_len`` tokens (full loss).
 
     Files are tokenized in batches up front (the corpus is small at CPU scale); the windows are the
     items the seeded order shuffles. A window id is the file's content hash and the window index.
+
+    ``repeat_fraction`` > 0 adds *repeat sequences* so that they make up that share of the items:
+    a span written twice, ``x x`` (``seq_len // 2`` tokens each), which only a model that copies
+    from its context can predict the second time. ``code``: a span of a corpus window (real code);
+    ``random``: tokens drawn uniformly from the ordinary (non-special) vocabulary. Each repeat item
+    is built from a seed derived from ``(seed, item id)``, like every other item. This is the
+    curriculum that makes induction heads form within a CPU budget (results/cpu/tuning/).
     """
+    if not 0.0 <= float(repeat_fraction) < 1.0:
+        raise DataError(f"repeat_fraction must be in [0, 1), got {repeat_fraction!r}")
+    if repeat_kind not in REPEAT_KINDS:
+        raise DataError(f"repeat_kind must be one of {REPEAT_KINDS}, got {repeat_kind!r}")
     from rlctx_utils.composers import render_completion
 
     windows: list[list[int]] = []
@@ -120,7 +135,27 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
     if not windows:
         raise DataError("the file-level corpus holds no text")
 
+    n_windows = len(windows)
+    n_repeat = int(round(n_windows * repeat_fraction / (1.0 - repeat_fraction))) if repeat_fraction else 0
+    ids.extend(f"repeat-{repeat_kind}:{k}" for k in range(n_repeat))
+    special = set(getattr(tokenizer, "all_special_ids", None) or [])
+    ordinary = np.array([t for t in range(len(tokenizer)) if t not in special], dtype=np.int64)
+    half = max(1, seq_len // 2)
+
+    def repeat_sequence(i: int) -> list[int]:
+        rng = np.random.default_rng(derive_seed(seed, ids[i]))
+        if repeat_kind == "random":
+            span = ordinary[rng.integers(0, len(ordinary), half)].tolist()
+        else:
+            w = windows[int(rng.integers(0, n_windows))]
+            start = int(rng.integers(0, max(1, len(w) - half + 1)))
+            span = w[start:start + half]
+        return span + span
+
     def build(i: int) -> TrainSequence:
+        if i >= n_windows:
+            w = repeat_sequence(i)
+            return TrainSequence(w, make_labels(w, 0, "full"), n_completion=len(w), meta={"id": ids[i]})
         w = windows[i]
         return TrainSequence(w, make_labels(w, 0, "full"), n_completion=len(w), meta={"id": ids[i]})
 
@@ -129,7 +164,7 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
 
 # ------------------------------------------------------------------------ pre-tokenized sequences
 #: What decides a run's token sequences (not its loss: masked and full runs share the tokens).
-COMPOSITION_KEYS = {"base": ("stage", "seq_len", "seed", "fmt"),
+COMPOSITION_KEYS = {"base": ("stage", "seq_len", "seed", "fmt", "repeat_fraction", "repeat_kind"),
                     "repo": ("stage", "seq_len", "seed", "fmt", "composer", "mode", "completion_max_tokens",
                              "repo_name_header", "split")}
 SEQUENCES_FORMAT = 1
@@ -138,6 +173,7 @@ SEQUENCES_FORMAT = 1
 def composition(run: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved run that decides its sequences' tokens (loss aside)."""
     defaults = {"fmt": "opencoder", "mode": "original", "completion_max_tokens": None,
+                "repeat_fraction": 0.0, "repeat_kind": "code",
                 "repo_name_header": False, "split": "train"}
     out = {k: run.get(k, defaults.get(k)) for k in COMPOSITION_KEYS[run["stage"]]}
     out["seq_len"], out["seed"] = int(out["seq_len"]), int(out["seed"])

@@ -1,0 +1,47 @@
+"""Stage-A recipe options of the tuning sweep: the WSD schedule and repeat sequences."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlctx_utils.training.loop import lr_factor
+from rlctx_utils.training.source import DataError, corpus_source
+
+
+def test_wsd_holds_then_decays_linearly_to_the_floor():
+    kw = dict(warmup_steps=10, schedule_steps=110, lr=1e-3, min_lr=1e-4, schedule="wsd", decay_steps=20)
+    assert lr_factor(0, **kw) == pytest.approx(0.1)
+    assert lr_factor(9, **kw) == pytest.approx(1.0)
+    assert lr_factor(89, **kw) == pytest.approx(1.0)  # stable until the last 20 steps
+    assert lr_factor(100, **kw) == pytest.approx(1.0 - 0.9 * 0.5)
+    assert lr_factor(110, **kw) == pytest.approx(0.1)
+    assert lr_factor(500, **kw) == pytest.approx(0.1)
+    # cosine (the default) is unchanged: half-way down at the middle of the schedule
+    assert lr_factor(60, warmup_steps=10, schedule_steps=110, lr=1e-3, min_lr=0.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor(5, **{**kw, "schedule": "linear"})
+
+
+@pytest.mark.parametrize("kind", ["code", "random"])
+def test_repeat_sequences_are_a_span_written_twice_at_the_asked_share(py_tokenizer, kind):
+    files = [(f"pkg/m{i}.py", "\n".join(f"def f{i}_{j}(x):\n    return x * {j} + {i}" for j in range(60)))
+             for i in range(12)]
+    plain = corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=3)
+    mixed = corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=3, repeat_fraction=0.25,
+                          repeat_kind=kind)
+    n_rep = len(mixed) - len(plain)
+    assert n_rep == round(len(plain) / 3)  # a quarter of all items
+    special = set(py_tokenizer.all_special_ids)
+    reps = [mixed.build(i) for i in range(len(plain), len(mixed))]
+    for seq in reps:
+        half = len(seq.input_ids) // 2
+        assert seq.input_ids[:half] == seq.input_ids[half:]
+        assert not special & set(seq.input_ids)
+    # deterministic in the seed, different across items
+    again = corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=3, repeat_fraction=0.25, repeat_kind=kind)
+    assert [again.build(i).input_ids for i in range(len(plain), len(again))] == [s.input_ids for s in reps]
+    assert len({tuple(s.input_ids) for s in reps}) > len(reps) // 2
+    # the plain windows are untouched
+    assert [mixed.build(i).input_ids for i in range(len(plain))] == [plain.build(i).input_ids for i in range(len(plain))]
+    with pytest.raises(DataError, match="repeat_fraction"):
+        corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=3, repeat_fraction=1.0)
