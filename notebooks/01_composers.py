@@ -22,16 +22,17 @@
 # * the head and the tail of each context (the tail is the most relevant end),
 # * the three modes drawn from the real ranks (the talk's slide).
 #
-# The snapshot is a PyPI source distribution (`snapshot = "requests==2.32.3"`, downloaded once
+# The snapshot is a PyPI source distribution (`snapshot = "requests"` at `snapshot_version = "2.32.3"`, downloaded once
 # into `.cache/sdists`), or the small built-in toy repository (`snapshot = "toy"`).
 
 # %% tags=["parameters"]
-# snapshot: NAME==VERSION of a PyPI sdist, a path to an archive, or toy
+# snapshot: a PyPI package (its sdist at snapshot_version), a path to an archive, or toy
 # completion_path: empty = pick a .py file of 800-25,000 characters with the seed
 # tokenizer_path: empty = train a byte-level BPE on the standard library (cached in .cache/)
 # figure_tokens: budget of the modes figure (fewer pieces, readable labels)
 profile = "smoke"
-snapshot = "requests==2.32.3"
+snapshot = "requests"
+snapshot_version = "2.32.3"
 completion_path = ""
 max_tokens = 16384
 figure_tokens = 8192
@@ -81,6 +82,8 @@ else:
                         vocab_size=vocab_size, out_dir=tok_dir)
     tok = load_tokenizer(str(tok_dir))
 
+if snapshot != "toy" and "==" not in snapshot and not Path(snapshot).exists():
+    snapshot = f"{snapshot}=={snapshot_version}"  # the sdist NAME==VERSION
 if snapshot == "toy":
     snap = toy_repository()
     cpath, ctext = TOY_COMPLETION

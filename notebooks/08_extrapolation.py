@@ -29,7 +29,7 @@ results_csv = "results/paper/results.csv"
 metrics_to_show = "em,token_acc"
 figures_dir = "paper/figures"
 evaluate = False      # True: run the sweep first (rlctx eval --sweep, skipped where stored)
-sweep_runs = []       # run ids to sweep; [] = sweep_runs of the profile ([eval] section)
+sweep_runs = []       # run ids to sweep; empty: the sweep_runs of the profile ([eval] section)
 
 # %%
 from rlctx_utils.paths import at_repo_root

@@ -115,3 +115,32 @@ def test_opening_and_saving_leaves_every_notebook_byte_identical(root, tmp_path)
         cm.save({"type": "notebook", "format": "json", "content": model["content"]}, path)
     changed = [p.relative_to(tmp_path).as_posix() for p, b in before.items() if p.read_bytes() != b]
     assert not changed, f"saving rewrote {changed}"
+
+
+def test_parameter_cells_parse_without_papermill_warnings(tmp_path, caplog):
+    """papermill reads each parameters cell line by line; a second '=' on a line (in a string or a
+    comment) makes it warn 'Unable to parse line' and lose that parameter's name and default."""
+    import logging
+
+    import papermill as pm
+
+    from rlctx_utils.notebooks import to_ipynb
+
+    caplog.set_level(logging.WARNING, logger="papermill")
+    for src in sorted(NOTEBOOKS.glob("0*.py")) + [NOTEBOOKS / "colab" / "gpu_small.py"]:
+        params = pm.inspect_notebook(str(to_ipynb(src, tmp_path / f"{src.stem}.ipynb")))
+        assert params, src.name
+    assert not [r.getMessage() for r in caplog.records if "Unable to parse" in r.getMessage()]
+
+
+def test_progress_bars_have_their_widgets():
+    """tqdm.auto in a notebook draws a widget: without ipywidgets it warns 'IProgress not found'."""
+    import importlib.util
+    import warnings
+
+    assert importlib.util.find_spec("ipywidgets") is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from tqdm.notebook import tqdm
+
+        tqdm(range(2), disable=False).close()
