@@ -247,3 +247,23 @@ def test_training_hook_logs_copy_scores(py_tokenizer, tmp_path):
     c = incontext.copying_curve(tmp_path / "a" / "runs" / "base", seed=int(run["seed"]))
     assert c["step"].tolist() == [4]
     assert c["copy_random"].iloc[0] == pytest.approx(logged["copy_random"].iloc[-1], abs=1e-4)
+
+
+def test_metrics_log_keeps_copy_columns_on_resume(tmp_path):
+    """A resumed run rewrites metrics.csv from the rows up to its checkpoint: the copy-score columns of
+    those rows survive, and rows without a score leave the cells empty."""
+    from rlctx_utils.training.loop import METRIC_FIELDS, MetricsLog
+
+    base = {k: "1" for k in METRIC_FIELDS}
+    log = MetricsLog(tmp_path, True, 0, incontext.TRAINING_FIELDS)
+    log.log({**base, "step": 1})
+    log.log({**base, "step": 2, **{k: "-0.5" for k in incontext.TRAINING_FIELDS}})
+    log.log({**base, "step": 3})
+    log.close()
+    log = MetricsLog(tmp_path, True, 2, incontext.TRAINING_FIELDS)  # resumed from the step-2 checkpoint
+    log.log({**base, "step": 3})
+    log.close()
+    m = pd.read_csv(tmp_path / "metrics.csv")
+    assert m["step"].tolist() == [1, 2, 3] and list(m.columns) == [*METRIC_FIELDS, *incontext.TRAINING_FIELDS]
+    assert m["copy_random"].isna().tolist() == [True, False, True] and m.at[1, "copy_code"] == -0.5
+    assert incontext.curve_from_metrics(tmp_path / "metrics.csv")["step"].tolist() == [2]
