@@ -67,7 +67,9 @@ MEASURE_LABELS = {"copy_random": "copying, random tokens (2nd − 1st copy)",
 RESULT_COLUMNS = ["measure", "first", "second", "score", "ci_low", "ci_high", "n", "n_clusters"]
 #: Extra ``metrics.csv`` columns written by the training hook.
 TRAINING_FIELDS = ("copy_random_first", "copy_random_second", "copy_random",
-                   "copy_code_first", "copy_code_second", "copy_code")
+                   "copy_code_first", "copy_code_second", "copy_code", "val_loss", "val_within_file")
+#: Validation windows the training hook scores for ``val_loss`` / ``val_within_file``.
+VALIDATION_WINDOWS = 32
 #: Sequences of each kind the training hook scores (cheap: a few forward passes).
 TRAINING_SEQUENCES = 8
 
@@ -467,19 +469,49 @@ def curve_from_metrics(metrics_csv: str | Path) -> pd.DataFrame:
     return m.reindex(columns=["step", *TRAINING_FIELDS]).reset_index(drop=True)
 
 
+def validation_windows(datapoints: Sequence[Any], tokenizer: Any, *, seq_len: int, n: int, seed: int,
+                       fmt: str = "opencoder") -> list[list[int]]:
+    """Up to ``n`` windows of ``seq_len`` tokens, each the start of one ``.py`` file of the
+    validation repositories' snapshots (rendered as in training; files shorter than the window are
+    skipped), drawn with a seeded generator from the path-sorted files."""
+    from ..composers import render_completion
+
+    files: dict[tuple[str, str], str] = {}
+    for dp in datapoints:
+        for path, text in (dp.snapshot or {}).items():
+            if text and path.endswith(".py"):
+                files.setdefault((dp.repo, path), text)
+    keys = sorted(files)
+    np.random.default_rng(seed).shuffle(keys)
+    out: list[list[int]] = []
+    for key in keys:
+        ids = _encode(tokenizer, render_completion(key[1], files[key], fmt))
+        if len(ids) >= seq_len:
+            out.append(ids[:seq_len])
+            if len(out) >= n:
+                break
+    return out
+
+
 class TrainingProbe:
     """Fixed probe sequences scored at a training step: ``n`` random-token sequences (seeded) and,
-    when ``datapoints`` are given, ``n`` code chunks from their completion files."""
+    when ``datapoints`` (the validation split) are given, ``n`` code chunks from their completion
+    files and validation windows: ``val_loss`` (mean next-token loss over the windows) and
+    ``val_within_file`` (loss at positions [32, 64) minus [256, 512), windows of 512 tokens or more)."""
 
     def __init__(self, tokenizer: Any, datapoints: Sequence[Any] | None = None, *, n: int = TRAINING_SEQUENCES,
-                 length: int = DEFAULTS["length"], seed: int = 0, batch_tokens: int = 8192):
+                 length: int = DEFAULTS["length"], seed: int = 0, batch_tokens: int = 8192,
+                 seq_len: int | None = None, n_windows: int = VALIDATION_WINDOWS):
         self.random = random_chunks(tokenizer, n=n, length=length, seed=seed)
         self.code: list[list[int]] = []
+        self.windows: list[list[int]] = []
         if datapoints:
             try:
                 self.code, _ = code_chunks(datapoints, tokenizer, n=n, length=length, seed=seed)
             except EvalError:
                 self.code = []
+            if seq_len:
+                self.windows = validation_windows(datapoints, tokenizer, seq_len=int(seq_len), n=n_windows, seed=seed)
         self.batch_tokens = batch_tokens
 
     def __call__(self, model: Any) -> dict[str, float]:
@@ -491,6 +523,12 @@ class TrainingProbe:
                             kind: float(b.mean() - a.mean())})
             else:
                 out.update({f"{kind}_first": math.nan, f"{kind}_second": math.nan, kind: math.nan})
+        out["val_loss"] = out["val_within_file"] = math.nan
+        if self.windows:
+            losses = np.stack(token_losses(model, self.windows, batch_tokens=self.batch_tokens))
+            out["val_loss"] = float(losses[:, 1:].mean())  # token 0 has no loss (NaN)
+            if losses.shape[1] >= 512:
+                out["val_within_file"] = float(losses[:, 32:64].mean() - losses[:, 256:512].mean())
         return out
 
 
@@ -513,7 +551,8 @@ def training_probe(run: dict[str, Any], tokenizer: Any) -> TrainingProbe | None:
     if not dps:
         print(f"incontext_every: no validation datapoints under {folder}; logging the random-token copy "
               "score only", flush=True)
-    return TrainingProbe(tokenizer, dps, n=TRAINING_SEQUENCES, seed=int(run.get("seed", 0)))
+    return TrainingProbe(tokenizer, dps, n=TRAINING_SEQUENCES, seed=int(run.get("seed", 0)),
+                         seq_len=int(run["seq_len"]) if run.get("stage") == "base" else None)
 
 
 # ---------------------------------------------------------------------------------------------
