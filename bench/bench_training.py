@@ -24,7 +24,7 @@ GPU part (``--gpu``): an OpenCoder-1.5B-shaped model (random weights, no downloa
 bf16 autocast, gradient checkpointing, one sequence per micro batch; reports tokens/s and model
 FLOPs utilisation MFU = (6 N + 12 L d T) tokens/s / peak, with N the non-embedding parameters plus
 the output layer, L layers, d width, T sequence length, peak the GPU's dense bf16 FLOP/s
-(``--peak-tflops``, 989 for an H100 SXM). Writes ``results/bench/training_gpu.csv``.
+(``--peak-tflops``: 790 TFLOP/s measured on the lent H200; 989 is an H100 SXM's datasheet). Writes ``results/bench/training_gpu.csv``.
 """
 
 from __future__ import annotations
@@ -158,47 +158,14 @@ def bench_cpu(args) -> pd.DataFrame:
 
 
 def bench_gpu(args) -> pd.DataFrame:
+    """The paper-shape speed check (rlctx_utils/training/throughput.py, shared with rlctx gpu run)."""
+    from rlctx_utils.training.throughput import measure
+
     if not torch.cuda.is_available():
         raise SystemExit("--gpu needs a CUDA GPU")
-    from accelerate import Accelerator
-
-    vocab = 96640
-    model = build_model(args.preset, vocab, rope_theta=500000.0, max_position_embeddings=args.seq_len, seed=0)
-    model.config._attn_implementation = "flash_attention_2" if args.flash else "sdpa"
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    acc = Accelerator(mixed_precision="bf16")
-    run = dict(lr=5e-5, min_lr=5e-8, warmup_steps=1, schedule_steps=100, stop_step=100, clip=2.0,
-               weight_decay=0.01, packing=False, micro_batch_tokens=args.seq_len,
-               micro_batch_sequences=args.micro_sequences)
-    opt = make_optimizer(model, run)
-    sch = make_scheduler(opt, run)
-    model, opt = acc.prepare(model, opt)
-    from rlctx_utils.training.sequences import TrainSequence, make_labels
-
-    g = torch.Generator().manual_seed(0)
-    def seqs():
-        out = []
-        for _ in range(args.per_step):
-            ids = torch.randint(10, vocab, (args.seq_len,), generator=g).tolist()
-            out.append(TrainSequence(ids, make_labels(ids, args.seq_len * 3 // 4, "masked")))
-        return out
-    train_step(model, acc, opt, sch, seqs(), run)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        train_step(model, acc, opt, sch, seqs(), run)
-    torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    tps = args.steps * args.per_step * args.seq_len / dt
-    p = count_parameters(acc.unwrap_model(model))
-    cfg = acc.unwrap_model(model).config
-    n = p["non_embedding"] + cfg.hidden_size * vocab  # the output layer computes, the embedding does not
-    flops_per_token = 6 * n + 12 * cfg.num_hidden_layers * cfg.hidden_size * args.seq_len / 2  # causal: half
-    mfu = tps * flops_per_token / (args.peak_tflops * 1e12)
-    row = {"preset": args.preset, "seq_len": args.seq_len, "sequences_per_step": args.per_step,
-           "tokens_per_s": round(tps, 1), "mfu": round(mfu, 4), "peak_tflops": args.peak_tflops,
-           "gpu": torch.cuda.get_device_name(0), "attn": model.config._attn_implementation if hasattr(model, "config")
-           else "", "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}
+    row = measure(args.preset, seq_len=args.seq_len, steps=args.steps, per_step=args.per_step,
+                  micro_sequences=args.micro_sequences, peak_tflops=args.peak_tflops, flash=args.flash,
+                  vocab=96640)
     print(row)
     return pd.DataFrame([row])
 
@@ -219,7 +186,7 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true")
     ap.add_argument("--flash", action="store_true", help="FlashAttention-2 (needs flash_attn)")
     ap.add_argument("--micro-sequences", type=int, default=1)
-    ap.add_argument("--peak-tflops", type=float, default=989.0)
+    ap.add_argument("--peak-tflops", type=float, default=790.0, help="dense bf16 peak (790: measured on the lent H200)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     t0 = time.time()

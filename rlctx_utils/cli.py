@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "rlctx_utils.evaluation.cli",
     "rlctx_utils.notebooks",
     "rlctx_utils.report",
+    "rlctx_utils.gpu.cli",
 )
 
 

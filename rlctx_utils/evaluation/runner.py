@@ -125,6 +125,16 @@ def cut_left(context_ids: Sequence[int], completion_ids: Sequence[int], budget: 
     return full[-budget:], len(full) > budget
 
 
+def composer_seed(composer: str, seed: int, dp: Datapoint) -> int:
+    """The seed the composer gets for a datapoint. Mixed draws its composer from the seed, so it gets
+    a per-datapoint seed derived from (seed, datapoint id), as in training; every other composer
+    gets ``seed`` itself (their random steps are already keyed on the file)."""
+    if composer == "mixed":
+        from ..training.sequences import derive_seed
+        return derive_seed(seed, dp.id)
+    return seed
+
+
 def build_tasks(datapoints: Iterable[Datapoint], tokenizer, *, composer: str, max_context: int,
                 protocol: str | Protocol, mode: str = "original", fmt: str = "opencoder", seed: int = 0,
                 categories: tuple[str, ...] = CATEGORIES, compose_fn: Callable | None = None,
@@ -153,7 +163,8 @@ def build_tasks(datapoints: Iterable[Datapoint], tokenizer, *, composer: str, ma
             target = target_line(dp.completion_content, line)
             prefix = completion_prefix(dp.completion_content, line, proto)
             comp = compose_fn(composer, dp.snapshot, dp.completion_path, prefix, mode=mode, stage="eval",
-                              tokenizer=tokenizer, max_tokens=int(max_context), seed=seed, fmt=fmt)
+                              tokenizer=tokenizer, max_tokens=int(max_context), seed=composer_seed(composer, seed, dp),
+                              fmt=fmt)
             rendered = render_fn(dp.completion_path, prefix, fmt)
             cont_text = continuation_text(target, line, proto)
             lead_text = ""
@@ -601,6 +612,11 @@ def evaluate(model, tokenizer, datapoints: Iterable[Datapoint], *, composer: str
         tasks = task_store.load_tasks(store, task_store.task_key(
             datapoints, tokenizer, composer=composer, max_context=max_context, protocol=protocol, mode=mode,
             fmt=fmt, seed=seed, categories=categories))
+        if tasks is None:
+            import sys
+
+            print(f"no stored prompts for {composer} ({mode}) @ {max_context} {protocol} in {store}: "
+                  "building them", file=sys.stderr)
     if tasks is None:
         tasks = build_tasks(datapoints, tokenizer, composer=composer, max_context=max_context, protocol=protocol,
                             mode=mode, fmt=fmt, seed=seed, categories=categories, compose_fn=compose_fn,
