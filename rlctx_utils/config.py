@@ -55,7 +55,7 @@ _TRAINING_KEYS = frozenset({
     "composer", "corpus", "cpu", "data_dir", "debug", "dtype", "eps", "file_level_seq_len", "fmt",
     "gradient_checkpointing", "incontext_every", "keep_checkpoints", "log_every", "lora", "loss", "lr",
     "micro_batch_sequences", "micro_batch_tokens", "min_lr", "mixed_precision", "mode", "packing",
-    "progress", "repeat_fraction", "repeat_kind", "repo_name_header", "rope_kwargs", "rope_theta", "rope_variant", "run_id", "save_every",
+    "progress", "repeat_fraction", "repeat_kind", "repeat_warmup_steps", "repo_name_header", "rope_kwargs", "rope_theta", "rope_variant", "run_id", "save_every",
     "schedule", "decay_steps", "schedule_steps", "seed", "seq_len", "sequences", "sequences_per_step", "split", "stop_step", "threads",
     "tokenizer", "warmup_steps", "weight_decay"})
 
@@ -194,7 +194,12 @@ def load_profile(profile: str | os.PathLike[str], overrides: list[str] | None = 
     if parent:
         cfg = deep_merge(load_profile(parent), cfg)
     cfg.setdefault("profile", path.stem)
-    return apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides)
+    if (cfg.get("composers") or {}).get("modules"):  # the profile's own composers, in every process
+        from .composers.plugins import load_composer_modules
+
+        load_composer_modules(cfg)
+    return cfg
 
 
 def config_hash(cfg: Any) -> str:

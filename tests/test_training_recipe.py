@@ -45,3 +45,17 @@ def test_repeat_sequences_are_a_span_written_twice_at_the_asked_share(py_tokeniz
     assert [mixed.build(i).input_ids for i in range(len(plain))] == [plain.build(i).input_ids for i in range(len(plain))]
     with pytest.raises(DataError, match="repeat_fraction"):
         corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=3, repeat_fraction=1.0)
+
+
+def test_repeat_warmup_comes_first_then_the_usual_order(py_tokenizer):
+    files = [(f"pkg/m{i}.py", "\n".join(f"def g{i}_{j}(y):\n    return y - {j} * {i}" for j in range(60)))
+             for i in range(8)]
+    plain = corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=5)
+    warm = corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=5, repeat_warmup=6)
+    first = [warm.get(p) for p in range(6)]
+    assert all(s.meta["id"].startswith("repeat-warmup-code:") for s in first)
+    assert all(s.input_ids[: len(s) // 2] == s.input_ids[len(s) // 2:] for s in first)
+    # after the warm-up: exactly the order (and the epochs) of the source without one
+    n = len(plain)
+    assert [warm.get(6 + p).meta["id"] for p in range(2 * n)] == [plain.get(p).meta["id"] for p in range(2 * n)]
+    assert plain.order_hash() == corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=5).order_hash()

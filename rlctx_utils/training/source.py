@@ -33,10 +33,15 @@ class DataError(ValueError):
 class SequenceSource:
     """An endless, seeded order over items, each turned into a :class:`TrainSequence` on demand."""
 
-    def __init__(self, ids: Seq[str], build: Callable[[int], TrainSequence], seed: int):
-        if not ids:
+    def __init__(self, ids: Seq[str], build: Callable[[int], TrainSequence], seed: int, n_prefix: int = 0):
+        if not ids or len(ids) <= n_prefix:
             raise DataError("no training items: the data set is empty")
-        self._sorted = sorted(range(len(ids)), key=lambda i: ids[i])
+        #: the last ``n_prefix`` items come first, in order, before the endless shuffled order of
+        #: the others (a curriculum's warm-up phase)
+        self.n_prefix = int(n_prefix)
+        pool = len(ids) - self.n_prefix
+        self._prefix = list(range(pool, len(ids)))
+        self._sorted = sorted(range(pool), key=lambda i: ids[i])
         self.ids = list(ids)
         self.build = build
         self.seed = int(seed)
@@ -54,14 +59,17 @@ class SequenceSource:
         return self._orders[epoch]
 
     def item_at(self, pos: int) -> int:
-        epoch, k = divmod(int(pos), len(self.ids))
+        pos = int(pos)
+        if pos < self.n_prefix:
+            return self._prefix[pos]
+        epoch, k = divmod(pos - self.n_prefix, len(self._sorted))
         return self.order(epoch)[k]
 
     def get(self, pos: int) -> TrainSequence:
         return self.build(self.item_at(pos))
 
     def ids_in_order(self, n: int | None = None) -> list[str]:
-        n = len(self.ids) if n is None else n
+        n = len(self.ids) if n is None else n  # the prefix and the first epoch
         return [self.ids[self.item_at(p)] for p in range(n)]
 
     def order_hash(self) -> str:
@@ -87,7 +95,7 @@ REPEAT_KINDS = ("code", "random")
 
 def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: int,
                   fmt: str = "opencoder", batch: int = 256, repeat_fraction: float = 0.0,
-                  repeat_kind: str = "code") -> SequenceSource:
+                  repeat_kind: str = "code", repeat_warmup: int = 0) -> SequenceSource:
     """Stage A: every file rendered and cut into windows of ``seq_len`` tokens (full loss).
 
     Files are tokenized in batches up front (the corpus is small at CPU scale); the windows are the
@@ -99,6 +107,8 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
     ``random``: tokens drawn uniformly from the ordinary (non-special) vocabulary. Each repeat item
     is built from a seed derived from ``(seed, item id)``, like every other item. This is the
     curriculum that makes induction heads form within a CPU budget (results/cpu/tuning/).
+    ``repeat_warmup`` > 0 puts that many repeat sequences first (a warm-up phase of repeats only,
+    before the mixed, shuffled order).
     """
     if not 0.0 <= float(repeat_fraction) < 1.0:
         raise DataError(f"repeat_fraction must be in [0, 1), got {repeat_fraction!r}")
@@ -138,6 +148,7 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
     n_windows = len(windows)
     n_repeat = int(round(n_windows * repeat_fraction / (1.0 - repeat_fraction))) if repeat_fraction else 0
     ids.extend(f"repeat-{repeat_kind}:{k}" for k in range(n_repeat))
+    ids.extend(f"repeat-warmup-{repeat_kind}:{k}" for k in range(int(repeat_warmup)))
     special = set(getattr(tokenizer, "all_special_ids", None) or [])
     ordinary = np.array([t for t in range(len(tokenizer)) if t not in special], dtype=np.int64)
     half = max(1, seq_len // 2)
@@ -159,12 +170,13 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
         w = windows[i]
         return TrainSequence(w, make_labels(w, 0, "full"), n_completion=len(w), meta={"id": ids[i]})
 
-    return SequenceSource(ids, build, seed)
+    return SequenceSource(ids, build, seed, n_prefix=int(repeat_warmup))
 
 
 # ------------------------------------------------------------------------ pre-tokenized sequences
 #: What decides a run's token sequences (not its loss: masked and full runs share the tokens).
-COMPOSITION_KEYS = {"base": ("stage", "seq_len", "seed", "fmt", "repeat_fraction", "repeat_kind"),
+COMPOSITION_KEYS = {"base": ("stage", "seq_len", "seed", "fmt", "repeat_fraction", "repeat_kind",
+                             "repeat_warmup_steps", "sequences_per_step"),
                     "repo": ("stage", "seq_len", "seed", "fmt", "composer", "mode", "completion_max_tokens",
                              "repo_name_header", "split")}
 SEQUENCES_FORMAT = 1
@@ -173,7 +185,7 @@ SEQUENCES_FORMAT = 1
 def composition(run: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved run that decides its sequences' tokens (loss aside)."""
     defaults = {"fmt": "opencoder", "mode": "original", "completion_max_tokens": None,
-                "repeat_fraction": 0.0, "repeat_kind": "code",
+                "repeat_fraction": 0.0, "repeat_kind": "code", "repeat_warmup_steps": 0,
                 "repo_name_header": False, "split": "train"}
     out = {k: run.get(k, defaults.get(k)) for k in COMPOSITION_KEYS[run["stage"]]}
     out["seq_len"], out["seed"] = int(out["seq_len"]), int(out["seed"])
