@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -46,15 +47,25 @@ def cmd_mine_git(args: argparse.Namespace) -> int:
     from .git_miner import mine_git_repo, repo_name
     from .pipeline import RepoSource, mine_all
 
+    if args.profile is None:
+        args.profile = "smoke"
+        print("rlctx mine git: profile smoke's [data] filters (the default; --profile NAME for another)",
+              file=sys.stderr)
+    if args.repo_name and len(args.repo_name) != len(args.repos):
+        raise DataError(f"--repo-name given {len(args.repo_name)} times for {len(args.repos)} repositories: "
+                        "give one name per repository, in the same order")
+    bad = [n for n in args.repo_name if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", n)]
+    if bad:
+        raise DataError(f"--repo-name {bad[0]!r}: use letters, digits, '_', '.' and '-' (it names files)")
     cfg, prof = _mining_config(args.profile, args.set)
     splits = {n: "benchmark" for n in args.benchmark} | {n: "validation" for n in args.validation}
     sources = []
     seen: list[str] = []
-    for d in args.repos:
+    for i, d in enumerate(args.repos):
         from dulwich.repo import Repo
         try:
             repo = Repo(d)
-            name = repo_name(d, repo)
+            name = args.repo_name[i] if args.repo_name else repo_name(d, repo)
         except Exception as exc:
             raise DataError(f"{d}: not a git repository ({exc})") from None
         try:
@@ -84,6 +95,9 @@ def cmd_mine_pypi(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     profile = args.profile or spec.profile or "smoke"
+    if not args.profile:
+        how = "named by the spec" if spec.profile else "the default"
+        print(f"rlctx mine pypi: profile {profile} ({how}; --profile NAME for another)", file=sys.stderr)
     cfg, prof = _mining_config(profile, args.set, spec.mining)
     if args.download_only:
         from .pypi import fetch_sdist
@@ -160,7 +174,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     g = msub.add_parser("git", help="mine the history of local git repositories")
     g.add_argument("repos", nargs="+", help="paths of git repositories")
-    g.add_argument("--profile", default="smoke", help="profile whose [data] section gives the filters")
+    g.add_argument("--profile", default=None, help="profile whose [data] section gives the filters (default "
+                   "smoke, said on stderr)")
+    g.add_argument("--repo-name", action="append", default=[], metavar="NAME",
+                   help="name of each repository, once per repository in order (default: owner__name from the "
+                   "origin URL, else the folder name)")
     g.add_argument("--benchmark", action="append", default=[], metavar="NAME",
                    help="repository (name or folder name) for the benchmark split")
     g.add_argument("--validation", action="append", default=[], metavar="NAME",

@@ -387,6 +387,9 @@ def run_eval(checkpoint: str | os.PathLike[str], *, composer: str, max_context: 
                           max_context=int(max_context), protocol=protocol, fmt=fmt, seed=seed,
                           categories=list(categories), options=options)
     eid = eval_id(info, resolved if mode == "original" else f"{resolved}-{mode}", max_context, protocol, bench.name)
+    if not file_protocol and set(categories) != set(ev.get("categories") or CATEGORIES):
+        # other line categories than the profile's are another evaluation (its own files, no clash)
+        eid += "__" + "+".join(c for c in CATEGORIES if c in categories)
     out = evals_dir(profile, out_dir)
     path = out / f"{eid}.parquet"
     if existing(path, request):

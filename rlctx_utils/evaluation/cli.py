@@ -14,6 +14,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .api import load_benchmark, default_benchmark, run_eval
     from .runner import EvalError
 
+    if not args.quiet and not sys.stderr.isatty():  # a log (papermill, nohup): a bar line every 10 s
+        os.environ.setdefault("TQDM_MININTERVAL", "10")
+    if args.profile is None:
+        args.profile = "smoke"
+        print("rlctx eval: profile smoke (the default; --profile NAME for another)", file=sys.stderr)
     cfg = load_profile(args.profile, args.set)
     ev = cfg.get("eval") or {}
     settings = _settings(args, cfg)
@@ -102,7 +108,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 res = run_eval(ck, composer=composer, max_context=n, protocol=proto, profile=args.profile,
                                benchmark=bench, cfg=cfg, model=model, tokenizer=tok, engine=args.engine,
                                batch_tokens=args.batch_tokens, out_dir=args.out_dir, categories=categories,
-                               progress=sys.stderr.isatty())
+                               progress=not args.quiet)
                 s = res["summary"]
                 first = s.drop_duplicates("line_type").set_index("line_type")
                 cells = ", ".join(f"{lt} EM {first.at[lt, 'em']:.1f} tok-acc {first.at[lt, 'token_acc']:.1f}"
@@ -118,8 +124,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="single-line completion exact match (LCA / thesis protocols)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="smoke", help="profile (configs/<profile>.toml); results go to "
-                   "results/<profile>/evals/")
+    p.add_argument("--profile", default=None, help="profile (configs/<profile>.toml; default smoke, said on "
+                   "stderr); results go to results/<profile>/evals/")
     p.add_argument("--checkpoint", nargs="+", required=True,
                    help="checkpoint folders or hub ids; 'runs' = every finished run of the profile; "
                    "'run:ID' = one run's final checkpoint")
@@ -144,6 +150,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", type=Path, help="write evaluations here instead of results/<profile>/evals")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override")
     p.add_argument("--dry-run", action="store_true", help="list what would be evaluated")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (shown on stderr, terminal or not)")
     p.set_defaults(func=cmd_eval)
 
 
