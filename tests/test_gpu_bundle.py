@@ -148,3 +148,18 @@ def test_install_wheel_unpacks_purelib_and_refuses_escapes(tmp_path):
         z.writestr("../evil.py", "")
     with pytest.raises(RunError, match="unsafe"):
         install_wheel(bad, tmp_path / "site2")
+
+
+def test_per_repo_keeps_every_repository(tmp_path):
+    from rlctx_utils.data.store import save_datapoints
+    from rlctx_utils.evaluation.cli import profile_benchmark
+
+    dps = [*_datapoints(), *_datapoints()]
+    for i, dp in enumerate(dps):
+        dp.split, dp.repo, dp.commit_hash = "benchmark", f"o__r{i // 2}", f"{i:040x}"
+    save_datapoints(dps, tmp_path / "data")
+    full = profile_benchmark(str(tmp_path), {})
+    capped = profile_benchmark(str(tmp_path), {"eval": {"per_repo": 1}})
+    assert len(full.datapoints) == 4 and full.name == f"{tmp_path.name}-benchmark"
+    assert [dp.repo for dp in capped.datapoints] == ["o__r0", "o__r1"] and capped.name.endswith("-per1")
+    assert profile_benchmark(str(tmp_path), {"eval": {"per_repo": 1}}, limit=1).name.endswith("-per1-first1")

@@ -71,6 +71,27 @@ def _settings(args, cfg) -> list[tuple[str, int]]:
     return list(dict.fromkeys(todo))
 
 
+def profile_benchmark(spec: str, cfg: dict, *, limit: int | None = None, lca_path: str | None = None):
+    """The benchmark a profile evaluates: ``[eval] per_repo`` keeps the first N datapoints of each
+    repository (name suffix ``-perN``; every repository stays in the bootstrap), then ``limit``."""
+    from .api import Benchmark, load_benchmark
+
+    per_repo = int((cfg.get("eval") or {}).get("per_repo") or 0)
+    if not per_repo:
+        return load_benchmark(spec, limit=limit, lca_path=lca_path)
+    bench = load_benchmark(spec, lca_path=lca_path)
+    seen: dict[str, int] = {}
+    kept = []
+    for dp in bench.datapoints:
+        seen[dp.repo] = seen.get(dp.repo, 0) + 1
+        if seen[dp.repo] <= per_repo:
+            kept.append(dp)
+    name = f"{bench.name}-per{per_repo}"
+    if limit:
+        kept, name = kept[:int(limit)], f"{name}-first{int(limit)}"
+    return Benchmark(name, kept)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..config import load_profile
     from ..data.types import CATEGORIES
@@ -85,8 +106,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = load_profile(args.profile, args.set)
     ev = cfg.get("eval") or {}
     settings = _settings(args, cfg)
-    bench = load_benchmark(args.benchmark or default_benchmark(args.profile, cfg),
-                           limit=args.limit if args.limit is not None else ev.get("limit"), lca_path=args.lca)
+    bench = profile_benchmark(args.benchmark or default_benchmark(args.profile, cfg), cfg,
+                              limit=args.limit if args.limit is not None else ev.get("limit"), lca_path=args.lca)
     protocols = [p.strip() for p in (args.protocol or ev.get("protocol", "thesis")).split(",")]
     categories = tuple(c.strip() for c in args.categories.split(",")) if args.categories \
         else tuple(ev.get("categories") or CATEGORIES)

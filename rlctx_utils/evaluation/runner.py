@@ -615,8 +615,10 @@ def evaluate(model, tokenizer, datapoints: Iterable[Datapoint], *, composer: str
         if tasks is None:
             import sys
 
-            print(f"no stored prompts for {composer} ({mode}) @ {max_context} {protocol} in {store}: "
-                  "building them", file=sys.stderr)
+            what = f"no stored prompts for {composer} ({mode}) @ {max_context} {protocol} in {store}"
+            if os.environ.get(task_store.ONLY_ENV) == "1":  # the datapoints lack their snapshots
+                raise EvalError(f"{what}: rebuild the bundle (rlctx gpu bundle) for this setting")
+            print(f"{what}: building them", file=sys.stderr)
     if tasks is None:
         tasks = build_tasks(datapoints, tokenizer, composer=composer, max_context=max_context, protocol=protocol,
                             mode=mode, fmt=fmt, seed=seed, categories=categories, compose_fn=compose_fn,

@@ -8,9 +8,11 @@ profile, and :func:`rlctx_utils.evaluation.runner.evaluate` reads them from the 
 minutes on the model only. A setting not in the store is built as usual.
 
 A stored set is ``<key>.json`` (format, the setting, one record per line task without its token
-ids) and ``<key>.npz`` (prompts and continuations end to end, with offsets). The key hashes
-everything the tasks depend on: benchmark datapoints, tokenizer vocabulary, composer, maximum
-context, protocol, mode, format, seed, categories.
+ids) and ``<key>.npz.xz`` (prompts and continuations end to end, with offsets; xz finds the
+contexts that the lines of one file share). The key hashes everything the tasks depend on:
+benchmark datapoints (ids and completion files), tokenizer vocabulary, composer, maximum context,
+protocol, mode, format, seed, categories. With ``RLCTX_EVAL_TASKS_ONLY=1`` (a bundle whose
+benchmark left the repository snapshots out) a setting that is not stored is an error instead.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..io import atomic_path, write_json
 
 FORMAT = 1
 ENV = "RLCTX_EVAL_TASKS"
+ONLY_ENV = "RLCTX_EVAL_TASKS_ONLY"
 _META = ("datapoint", "repository", "completion_path", "line", "category", "target", "truncated", "lead")
 
 
@@ -48,8 +51,8 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 def task_key(datapoints: Sequence[Any], tokenizer: Any, *, composer: str, max_context: int, protocol: str,
              mode: str, fmt: str, seed: int, categories: Sequence[str]) -> str:
-    dps = [(dp.id, dp.completion_path, hashlib.sha1((dp.completion_content or "").encode()).hexdigest()[:12],
-            len(dp.snapshot)) for dp in datapoints]
+    dps = [(dp.id, dp.completion_path, hashlib.sha1((dp.completion_content or "").encode()).hexdigest()[:12])
+           for dp in datapoints]
     blob = json.dumps({"format": FORMAT, "datapoints": dps, "tokenizer": tokenizer_fingerprint(tokenizer),
                        "composer": composer, "max_context": int(max_context), "protocol": str(protocol),
                        "mode": mode, "fmt": fmt, "seed": int(seed), "categories": list(categories)},
@@ -70,10 +73,12 @@ def save_tasks(store: str | os.PathLike[str], key: str, tasks: Sequence[Any], se
     d = Path(store)
     prompt, prompt_off = _flat([list(t.prompt) for t in tasks])
     cont, cont_off = _flat([list(t.cont) for t in tasks])
+    import lzma
+
     buf = io.BytesIO()
-    np.savez_compressed(buf, prompt=prompt, prompt_off=prompt_off, cont=cont, cont_off=cont_off)
-    with atomic_path(d / f"{key}.npz") as tmp:
-        tmp.write_bytes(buf.getvalue())
+    np.savez(buf, prompt=prompt, prompt_off=prompt_off, cont=cont, cont_off=cont_off)
+    with atomic_path(d / f"{key}.npz.xz") as tmp:
+        tmp.write_bytes(lzma.compress(buf.getvalue(), preset=6))
     rows = [{k: getattr(t, k) for k in _META} for t in tasks]
     return write_json(d / f"{key}.json", {"format": FORMAT, "setting": setting, "n_tasks": len(rows),
                                           "tasks": rows})
@@ -84,14 +89,16 @@ def load_tasks(store: str | os.PathLike[str] | None, key: str) -> list[Any] | No
     if not store:
         return None
     d = Path(store)
-    if not (d / f"{key}.json").is_file() or not (d / f"{key}.npz").is_file():
+    if not (d / f"{key}.json").is_file() or not (d / f"{key}.npz.xz").is_file():
         return None
+    import lzma
+
     from .runner import LineTask
 
     meta = json.loads((d / f"{key}.json").read_text())
     if meta.get("format") != FORMAT:
         return None
-    with np.load(d / f"{key}.npz", allow_pickle=False) as z:
+    with np.load(io.BytesIO(lzma.decompress((d / f"{key}.npz.xz").read_bytes())), allow_pickle=False) as z:
         p, po, c, co = (z[k] for k in ("prompt", "prompt_off", "cont", "cont_off"))
     out = []
     for i, r in enumerate(meta["tasks"]):

@@ -9,7 +9,7 @@ Layout of the bundle (``.gpu-bundle/`` by default, git-ignored)::
     sequences/<key>/     the base run's windows and every grid run's sequences, composed and
                          tokenized once (training/source.py: save_sequences); runs that differ only
                          in loss or RoPE base share one folder
-    benchmark/data/      the benchmark split of the mined data (parquet)
+    benchmark/data/      the benchmark split of the mined data without repository snapshots (parquet)
     tasks/               the evaluation prompts of every setting the run evaluates
                          (evaluation/task_store.py), so the GPU machine composes nothing
 
@@ -155,6 +155,20 @@ def _sequences(bundle: Path, tokenizer: Any, base: dict[str, Any], grid: list[di
     return info
 
 
+def _slim_benchmark(data: Path, out: Path) -> None:
+    """The benchmark datapoints without their repository snapshots (the stored prompts hold the
+    composed contexts; the run evaluates from them only: RLCTX_EVAL_TASKS_ONLY)."""
+    import dataclasses
+
+    from ..data.store import iter_datapoints, save_datapoints
+
+    if out.exists():
+        shutil.rmtree(out)
+    save_datapoints((dataclasses.replace(dp, snapshot={}) for dp in iter_datapoints(data, split="benchmark",
+                                                                               with_snapshot=False)),
+                    out / "data")
+
+
 def _run_tokens(bundle: Path, run: dict[str, Any]) -> int:
     """Tokens the run trains on (its positions through the stored sequences)."""
     from ..training.source import array_source, positions_needed
@@ -181,7 +195,7 @@ def _tasks(bundle: Path, cfg: dict[str, Any], settings: dict[str, Any], tokenize
             key = task_store.task_key(bench.datapoints, tokenizer, **kw)
             t0 = time.time()
             path = bundle / "tasks" / f"{key}.json"
-            if path.exists() and (bundle / "tasks" / f"{key}.npz").exists():
+            if path.exists() and (bundle / "tasks" / f"{key}.npz.xz").exists():
                 meta = read_json(path)
                 n_tok = meta.get("n_tokens", 0)
             else:
@@ -227,7 +241,7 @@ def build_bundle(profile: str, out: str | Path = DEFAULT_DIR, *, overrides: list
                  data_dir: str | Path | None = None, tokenizer: str | None = None, wheels: bool = True,
                  python_version: str = "3.12", max_mib: float = MAX_MIB) -> dict[str, Any]:
     """Build (or refresh) the bundle of ``profile``; returns the manifest."""
-    from ..evaluation.api import load_benchmark
+    from ..evaluation.cli import profile_benchmark
     from ..evaluation import task_store
     from ..models import build_model, count_parameters
     from ..tokenizer import load_tokenizer
@@ -253,19 +267,14 @@ def build_bundle(profile: str, out: str | Path = DEFAULT_DIR, *, overrides: list
     sequences = _sequences(bundle, tok, base, grid, data, tok_hash)
     run_tokens = {r["run_id"]: _run_tokens(bundle, r) for r in [base, *grid]}
 
-    bdir = bundle / "benchmark" / "data"
-    if bdir.exists():
-        shutil.rmtree(bdir)
-    bdir.mkdir(parents=True)
-    for f in bench_files:
-        shutil.copy2(f, bdir / f.name)
     ev = cfg.get("eval") or {}
-    bench = load_benchmark(str(data), limit=ev.get("limit"))
+    bench = profile_benchmark(str(data), cfg, limit=ev.get("limit"))
+    _slim_benchmark(data, bundle / "benchmark")
     settings = eval_settings(cfg, base, grid)
     tasks = _tasks(bundle, cfg, settings, tok, bench)
     keep = {v["key"] for v in tasks.values()}
     for f in (bundle / "tasks").glob("*"):
-        if f.name.rsplit(".", 1)[0] not in keep:
+        if f.name.split(".", 1)[0] not in keep:
             f.unlink()
 
     wheel_pins: list[tuple[str, str]] = []
@@ -300,8 +309,8 @@ def build_bundle(profile: str, out: str | Path = DEFAULT_DIR, *, overrides: list
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "python_version": python_version,
         "base_run": base["run_id"], "grid_runs": [r["run_id"] for r in grid],
         "sweep_runs": list(settings["sweep"]), "settings": settings, "protocols": protocols,
-        "benchmark": {"files": [f.name for f in bench_files], "n_datapoints": len(bench.datapoints),
-                      "limit": ev.get("limit")},
+        "benchmark": {"name": bench.name, "n_datapoints": len(bench.datapoints), "limit": ev.get("limit"),
+                      "per_repo": ev.get("per_repo"), "snapshots": False},
         "sequences": sequences, "run_tokens": run_tokens, "tasks": tasks, "tokenizer_fingerprint": tok_hash,
         "wheels": [f"{n}=={v}" for n, v in wheel_pins], "estimate": est,
         "total_bytes": total, "total_mib": round(total / 2**20, 2), "files": files,

@@ -128,6 +128,7 @@ class Driver:
         paths = [str(self.site), str(REPO_ROOT), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         env["RLCTX_EVAL_TASKS"] = str(self.bundle / "tasks")
+        env["RLCTX_EVAL_TASKS_ONLY"] = "1"  # the bundle's benchmark has no snapshots to compose from
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
