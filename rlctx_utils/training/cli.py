@@ -93,6 +93,32 @@ def register(subparsers: Any) -> None:
     p.__class__ = _OverridesAnywhere
     p.set_defaults(func=cmd_train)
 
+    t = subparsers.add_parser("tune", help="the stage-A tuning sweep of a profile's [[tuning.variants]] "
+                              "(equal wall time, judged on validation)",
+                              description="Train every [[tuning.variants]] entry of the profile as a stage-A run "
+                              "(skipped when finished, resumed when stopped) and write results/<profile>/tuning/"
+                              "{variants,curves}.csv. Example: rlctx tune cpu --variant reference")
+    t.add_argument("config", help="profile name or path to a .toml")
+    t.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    t.add_argument("--variant", action="append", default=[], help="only this variant (repeatable)")
+    t.add_argument("--plan", action="store_true", help="print the variants' steps and speeds, train nothing")
+    t.add_argument("--collect", action="store_true", help="only rebuild the CSVs from the runs' logs")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuning import collect, final_scores, run_sweep, variant_table, tuning_dir
+
+    cfg = load_profile(args.config, args.overrides)
+    if args.plan:
+        print(variant_table(cfg, out_root=tuning_dir(cfg["profile"])).to_string(index=False))
+        return 0
+    curves = collect(cfg) if args.collect else run_sweep(cfg, names=args.variant or None,
+                                                         progress=not args.no_progress)
+    print(final_scores(curves).to_string(index=False))
+    return 0
+
 
 def launch(config: str, *, stage: str, run_id: str | None = None, overrides: list[str] | None = None,
            out_dir: str | None = None, resume: bool = True, max_steps: int | None = None,

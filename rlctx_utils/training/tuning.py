@@ -1,0 +1,227 @@
+"""The stage-A tuning sweep: which base-training recipe gives a toy model that reads its context.
+
+A from-scratch model on a 2-core CPU gets minutes, not the billions of tokens after which induction
+heads appear in natural-language models. The sweep compares recipes at **equal wall time** and
+judges them on the **validation split only** (the benchmark stays the test set):
+
+* ``val_loss``: mean next-token loss over seeded starts of validation-repository files at the
+  training length;
+* ``copy_code`` / ``copy_random``: loss on the second copy of a repeated validation code chunk (or
+  random-token sequence) minus on the first (negative = the model copies: induction heads);
+* ``val_within_file``: loss at positions [32, 64) minus [256, 512) of those files.
+
+A profile's ``[tuning]`` section lists the variants; each one is an ordinary stage-A run (the
+study's own :func:`~rlctx_utils.training.loop.train`, nothing re-implemented) of ``[base_training]``
+with a few keys changed::
+
+    [tuning]
+    budget_minutes = 8          # quiet-machine wall time every variant gets
+    measure_every = 25          # steps between probe scores (metrics.csv columns)
+    throughput = "results/bench/models.csv"
+    [[tuning.variants]]
+    name = "reference"          # today's recipe
+    [[tuning.variants]]
+    name = "lr3e-3-4k"
+    lr = 3e-3
+    sequences_per_step = 8
+    model = {hidden_size = 192, num_hidden_layers = 4, num_attention_heads = 6}   # optional
+    vocab_size = 4096                                                             # optional
+
+Equal wall time without timing a shared machine: a variant's step count is ``budget x tokens/s /
+tokens per step``, with tokens/s the quiet-machine training speed of its model shape, vocabulary
+and length from the committed speed benchmark (``bench/bench_models.py`` -> ``results/bench/
+models.csv``; the nearest measured shape when its own is missing). So the sweep is deterministic
+(same config, same steps, same losses) and its x axis is "minutes on a quiet 2-core machine".
+
+Outputs in ``results/<profile>/tuning/``: ``runs/<name>/`` (the runs' logs; checkpoints ignored by
+git), ``variants.csv`` (one row per variant: what it changes, speed, steps, tokens) and
+``curves.csv`` (tidy: variant, step, tokens, minutes, measure, value), read by notebook 04.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import ConfigError
+from ..io import atomic_path
+from ..paths import REPO_ROOT, results_dir
+from .runs import resolve_run
+
+#: Probe columns of metrics.csv that the sweep reads (see rlctx_utils.evaluation.incontext).
+MEASURES = ("val_loss", "copy_code", "copy_random", "val_within_file")
+#: Keys of a variant that are not [base_training] keys.
+VARIANT_KEYS = ("name", "model", "vocab_size", "note")
+
+
+def tuning_dir(profile: str, results_root: str | Path | None = None) -> Path:
+    return Path(results_root or results_dir(profile)) / "tuning"
+
+
+def _section(cfg: dict[str, Any]) -> dict[str, Any]:
+    sec = cfg.get("tuning")
+    if not isinstance(sec, dict) or not sec.get("variants"):
+        raise ConfigError(f"profile {cfg.get('profile')!r} has no [[tuning.variants]]: add some (see "
+                          "rlctx_utils/training/tuning.py)")
+    names = [v.get("name") for v in sec["variants"]]
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise ConfigError(f"every [[tuning.variants]] needs a unique name, got {names}")
+    return sec
+
+
+def model_shape(cfg: dict[str, Any], variant: dict[str, Any]) -> dict[str, int]:
+    """hidden_size, layers, heads and vocabulary of a variant (its own or the profile's)."""
+    from ..models import PRESETS
+
+    model = variant.get("model") or (cfg.get("model") or {}).get("preset", "cpu")
+    kw = dict(PRESETS[model]) if isinstance(model, str) else {**PRESETS[(cfg.get("model") or {}).get("preset", "cpu")],
+                                                             **model}
+    vocab = int(variant.get("vocab_size") or (cfg.get("tokenizer") or {}).get("vocab_size", 8192))
+    return {"hidden_size": int(kw["hidden_size"]), "layers": int(kw["num_hidden_layers"]),
+            "heads": int(kw["num_attention_heads"]), "vocab_size": vocab}
+
+
+def quiet_throughput(shape: dict[str, int], seq_len: int, table: str | Path) -> tuple[float, str]:
+    """Quiet-machine training tokens/s of a shape from the speed benchmark, and which row gave it.
+
+    The row with the same width, depth, vocabulary and the nearest length; else the nearest row by
+    relative distance in width, depth and vocabulary, scaled by the ratio of compute per token
+    (``12 L d^2 + 2 d V``: attention and MLP plus the output layer), which is what dominates here.
+    """
+    t = pd.read_csv(table)
+    exact = t[(t.hidden_size == shape["hidden_size"]) & (t.layers == shape["layers"])
+              & (t.vocab_size == shape["vocab_size"])]
+    if not exact.empty:
+        row = exact.iloc[(exact.seq_len - seq_len).abs().argsort().iloc[0]]
+        return float(row.tokens_per_s_median), f"{row['shape']} V{int(row.vocab_size)} L{int(row.seq_len)}"
+
+    def cost(d: float, layers: float, v: float) -> float:
+        return 12 * layers * d * d + 2 * d * v
+
+    t = t.assign(dist=(t.hidden_size / shape["hidden_size"]).apply(math.log).abs()
+                 + (t.layers / shape["layers"]).apply(math.log).abs()
+                 + (t.vocab_size / shape["vocab_size"]).apply(math.log).abs()
+                 + (t.seq_len / seq_len).apply(math.log).abs())
+    row = t.sort_values("dist").iloc[0]
+    scale = cost(row.hidden_size, row.layers, row.vocab_size) / cost(shape["hidden_size"], shape["layers"],
+                                                                      shape["vocab_size"])
+    return (float(row.tokens_per_s_median) * scale,
+            f"{row['shape']} V{int(row.vocab_size)} L{int(row.seq_len)} x{scale:.2f} (compute per token)")
+
+
+def variant_run(cfg: dict[str, Any], variant: dict[str, Any], *, out_root: Path) -> dict[str, Any]:
+    """The resolved stage-A run of one variant, with its step count set by the wall-time budget."""
+    sec = _section(cfg)
+    v = dict(variant)
+    c = copy.deepcopy(cfg)
+    base = c["base_training"]
+    unknown = sorted(set(v) - set(VARIANT_KEYS) - set(base) - _optional_training_keys())
+    if unknown:
+        raise ConfigError(f"tuning variant {v['name']!r}: unknown keys {unknown}")
+    base.update({k: val for k, val in v.items() if k not in VARIANT_KEYS})
+    if v.get("model"):
+        c["model"] = {"preset": v["model"]}
+    if v.get("vocab_size"):
+        vocab = int(v["vocab_size"])
+        c["tokenizer"] = {**(c.get("tokenizer") or {}), "vocab_size": vocab, "path": None}
+        base["tokenizer"] = str(out_root / f"tokenizer-{vocab}")
+    elif base.get("tokenizer", "auto") == "auto" and not (c.get("tokenizer") or {}).get("path"):
+        base["tokenizer"] = str(results_dir(cfg["profile"]) / "tokenizer")  # the study's, not out_root's
+    shape = model_shape(cfg, v)
+    seq_len = int(base["seq_len"])
+    table = Path(sec.get("throughput", "results/bench/models.csv"))
+    tps, source = quiet_throughput(shape, seq_len, table if table.is_absolute() else REPO_ROOT / table)
+    per_step = int(base["sequences_per_step"]) * seq_len
+    steps = max(1, int(float(sec.get("budget_minutes", 8)) * 60 * tps // per_step))
+    base.update(stop_step=steps, schedule_steps=steps, save_every=0, keep_checkpoints=1,
+                incontext_every=int(sec.get("measure_every", 25)))
+    if int(base.get("warmup_steps", 0)) >= steps:
+        base["warmup_steps"] = max(1, steps // 10)
+    run = resolve_run(c, "base", run_id=v["name"])
+    run["tuning"] = {"tokens_per_s": round(tps, 1), "speed_from": source, "tokens_per_step": per_step,
+                     "shape": shape}
+    return run
+
+
+def _optional_training_keys() -> set[str]:
+    from ..config import OPTIONAL_KEYS
+
+    return set(OPTIONAL_KEYS["base_training"])
+
+
+def variant_table(cfg: dict[str, Any], *, out_root: Path) -> pd.DataFrame:
+    """One row per variant: what it changes, its quiet-machine speed, steps and tokens."""
+    rows = []
+    for v in _section(cfg)["variants"]:
+        run = variant_run(cfg, v, out_root=out_root)
+        t = run["tuning"]
+        changes = "; ".join(f"{k}={v[k]}" for k in v if k not in ("name", "note")) or "(the profile's [base_training])"
+        rows.append({"variant": v["name"], "changes": changes, "note": v.get("note", ""),
+                     "hidden_size": t["shape"]["hidden_size"], "layers": t["shape"]["layers"],
+                     "heads": t["shape"]["heads"], "vocab_size": t["shape"]["vocab_size"],
+                     "seq_len": int(run["seq_len"]), "sequences_per_step": int(run["sequences_per_step"]),
+                     "lr": float(run["lr"]), "schedule": run.get("schedule", "cosine"),
+                     "repeat_fraction": float(run.get("repeat_fraction", 0.0)),
+                     "repeat_warmup_steps": int(run.get("repeat_warmup_steps", 0)),
+                     "tokens_per_s": t["tokens_per_s"], "speed_from": t["speed_from"],
+                     "steps": int(run["stop_step"]), "tokens": int(run["stop_step"]) * t["tokens_per_step"]})
+    return pd.DataFrame(rows)
+
+
+def run_sweep(cfg: dict[str, Any], *, names: list[str] | None = None, results_root: str | Path | None = None,
+              progress: bool = True) -> pd.DataFrame:
+    """Train every variant (a finished one is skipped, a stopped one resumes) and collect the curves."""
+    from .loop import train
+
+    out = tuning_dir(cfg["profile"], results_root)
+    for v in _section(cfg)["variants"]:
+        if names and v["name"] not in names:
+            continue
+        run = variant_run(cfg, v, out_root=out)
+        print(f"== tuning variant {v['name']}: {run['stop_step']} steps ({run['tuning']['tokens_per_s']:.0f} "
+              f"tok/s from {run['tuning']['speed_from']})", flush=True)
+        run.pop("tuning")
+        train(run, out_dir=out, resume=True, progress=progress)
+    return collect(cfg, results_root=results_root)
+
+
+def collect(cfg: dict[str, Any], *, results_root: str | Path | None = None) -> pd.DataFrame:
+    """variants.csv and the tidy curves.csv from the variants' metrics.csv (what exists so far)."""
+    out = tuning_dir(cfg["profile"], results_root)
+    table = variant_table(cfg, out_root=out)
+    rows = []
+    for v in table.itertuples():
+        m = out / "runs" / v.variant / "metrics.csv"
+        if not m.exists():
+            continue
+        df = pd.read_csv(m)
+        have = [c for c in MEASURES if c in df.columns]
+        df = df.dropna(subset=have, how="all") if have else df.iloc[0:0]
+        for r in df.itertuples():
+            tokens = int(r.step) * int(v.sequences_per_step) * int(v.seq_len)
+            for meas in have:
+                val = getattr(r, meas)
+                if pd.notna(val):
+                    rows.append({"variant": v.variant, "step": int(r.step), "tokens": tokens,
+                                 "minutes": round(tokens / v.tokens_per_s / 60, 3), "measure": meas,
+                                 "value": float(val)})
+    curves = pd.DataFrame(rows, columns=["variant", "step", "tokens", "minutes", "measure", "value"])
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in (("variants.csv", table), ("curves.csv", curves)):
+        with atomic_path(out / name) as tmp:
+            df.to_csv(tmp, index=False)
+    return curves
+
+
+def final_scores(curves: pd.DataFrame) -> pd.DataFrame:
+    """Each variant's last logged value of every measure (one row per variant)."""
+    if curves.empty:
+        return pd.DataFrame(columns=["variant", "minutes", *MEASURES])
+    last = curves.sort_values("step").groupby(["variant", "measure"]).tail(1)
+    wide = last.pivot(index="variant", columns="measure", values="value").reset_index()
+    mins = curves.groupby("variant")["minutes"].max().rename("minutes").reset_index()
+    return mins.merge(wide, on="variant")
