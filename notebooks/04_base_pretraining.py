@@ -76,3 +76,34 @@ png = save_figure(fig, f"training_base_{profile}", out_dir=Path(figures_dir),
                   source=str(run_dir / "metrics.csv"),
                   regenerate=f"python -m rlctx_utils.notebooks run notebooks/04_base_pretraining.py -p profile {profile}")
 display(Image(filename=str(png)))
+
+# %% [markdown]
+# ## The stage-A tuning sweep
+#
+# Which base-training recipe gives a model that reads its context, per minute of CPU? Each variant
+# of the profile's `[[tuning.variants]]` is an ordinary stage-A run given the same quiet-machine wall
+# time (`rlctx tune PROFILE`, `rlctx_utils/training/tuning.py`); validation loss, the copying scores
+# and the within-file score are logged while it trains, on the **validation** split (the benchmark
+# stays the test set). The selection rule is written in the profile, before any variant was run.
+
+# %%
+from rlctx_utils.training.plots import plot_tuning
+from rlctx_utils.training.tuning import final_scores, tuning_dir
+
+tdir = tuning_dir(profile, out_dir)
+if (tdir / "curves.csv").exists():
+    import pandas as pd
+
+    curves = pd.read_csv(tdir / "curves.csv")
+    variants = pd.read_csv(tdir / "variants.csv")
+    display(variants[["variant", "note", "steps", "tokens", "tokens_per_s"]])
+    display(final_scores(curves).round(3))
+    fig = plot_tuning(curves, title=f"Stage-A tuning sweep ({profile} profile, validation split)")
+    png = save_figure(fig, f"tuning_{profile}", out_dir=Path(figures_dir),
+                      caption=f"Stage-A recipes at equal quiet-machine wall time, {profile} profile: validation "
+                              "loss, copying (2nd - 1st copy) and within-file scores while training.",
+                      source=str(tdir / "curves.csv"),
+                      regenerate=f"python -m rlctx_utils.notebooks run notebooks/04_base_pretraining.py -p profile {profile}")
+    display(Image(filename=str(png)))
+else:
+    print(f"no tuning sweep stored in {tdir}: run `rlctx tune {profile}` (see [tuning] in the profile)")

@@ -78,3 +78,38 @@ def plot_training_curves(run_dirs: list[str | Path], *, x: str = "step", smooth_
         rows = (len(ax.get_legend_handles_labels()[1]) + 1) // 2
         fig.subplots_adjust(bottom=min(0.6, 0.06 + 0.055 * rows * 3.6 / fig.get_figheight()))
     return fig
+
+
+#: Panels of the tuning figure: measure, axis label, what is better.
+TUNING_PANELS = (("val_loss", "Validation loss (nats/token)", "lower is better"),
+                 ("copy_code", "Copying: 2nd − 1st copy of a code chunk (nats)", "below 0 = copies"),
+                 ("copy_random", "Copying: random tokens (nats)", "below 0 = copies"),
+                 ("val_within_file", "Within-file: loss [32,64) − [256,512) (nats)", "above 0 = reads the file"))
+
+
+def plot_tuning(curves: pd.DataFrame, *, title: str | None = None):
+    """The tuning sweep: each measure against quiet-machine minutes, one line per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(TUNING_PANELS), figsize=(4.0 * len(TUNING_PANELS), 3.6))
+    variants = list(dict.fromkeys(curves["variant"]))
+    styles = ["-", "--", ":", "-."]
+    for ax, (measure, label, better) in zip(axes, TUNING_PANELS):
+        df = curves[curves["measure"] == measure]
+        for i, v in enumerate(variants):
+            d = df[df["variant"] == v].sort_values("minutes")
+            if not d.empty:
+                ax.plot(d["minutes"], d["value"], color=f"C{i % 10}", ls=styles[(i // 10) % 4], lw=1.4,
+                        marker="o", ms=2.5, label=v)
+        if measure != "val_loss":
+            ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_xlabel("Minutes on a quiet 2-core CPU")
+        ax.set_title(f"{label}\n({better})", fontsize=9)
+    axes[0].legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
