@@ -29,10 +29,10 @@ COMPUTE_STAGES := 06_evaluation 08_extrapolation
 # Stages that train in `make reproduce` (their defaults only plot the stored logs).
 TRAIN_STAGES := 04_base_pretraining 05_repo_pretraining
 # Profiles whose committed results `make figures` draws next to the paper's.
-OUR_PROFILES := cpu
+OUR_PROFILES := cpu $(if $(wildcard results/gpu-small/evals/*.summary.csv),gpu-small)
 OUR_NOTEBOOKS := $(foreach p,$(OUR_PROFILES),$(foreach nb,06_evaluation 07_masked_vs_full 08_extrapolation 09_toy_scale,$(EXEC)/$(p)/$(nb).ipynb))
 
-.PHONY: help all setup figures report test test-fast lab reproduce clean-executed
+.PHONY: help all setup figures report test test-fast lab reproduce clean-executed gpu-bundle gpu-run gpu-import
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -128,6 +128,18 @@ reproduce: $(STAMP) results/$(PROFILE)/data/manifest.json  ## rerun the study: m
 	  echo "$$(date -u +%Y-%m-%dT%H:%M:%SZ),$$nb,$$(( $$(date +%s) - start ))" >> results/$(PROFILE)/stage_times.csv; \
 	done
 	$(BIN)/rlctx report
+
+# One prepared GPU run (README, "GPU training"): bundle here, run there (no network), import here.
+BUNDLE  ?= .gpu-bundle
+ARCHIVE ?= gpu-out/rlctx-gpu-$(PROFILE).tar.gz
+gpu-bundle: $(STAMP) results/$(PROFILE)/data/manifest.json  ## the GPU run's bundle (under 60 MiB): make gpu-bundle PROFILE=gpu-small
+	$(BIN)/rlctx gpu bundle $(PROFILE) --out $(BUNDLE)
+
+gpu-run:  ## on the GPU machine (its python3, no .venv): train, evaluate, pack $$OUT/rlctx-gpu-<profile>.tar.gz
+	$(PYTHON) -m rlctx_utils.gpu run --bundle $(BUNDLE) $(GPU_ARGS)
+
+gpu-import: | $(STAMP)  ## unpack a GPU run's archive into results/: make gpu-import ARCHIVE=path.tar.gz
+	$(BIN)/rlctx gpu import $(ARCHIVE)
 
 clean-executed:  ## remove executed notebooks (forces notebooks to rerun)
 	rm -rf $(EXEC)
