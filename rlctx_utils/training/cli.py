@@ -106,6 +106,14 @@ def register(subparsers: Any) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_tune)
 
+    r = subparsers.add_parser("release", help="commit a finished run's weights as the profile's released base "
+                              "model (results/<profile>/release/<run_id>/; reused instead of retraining unless "
+                              "RETRAIN_BASE=1)")
+    r.add_argument("config", help="profile name")
+    r.add_argument("--run-id", default="base")
+    r.add_argument("--out-dir", default=None, help="results root (default results/<profile>)")
+    r.set_defaults(func=cmd_release)
+
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .tuning import collect, final_scores, run_sweep, variant_table, tuning_dir
@@ -117,6 +125,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
     curves = collect(cfg) if args.collect else run_sweep(cfg, names=args.variant or None,
                                                          progress=not args.no_progress)
     print(final_scores(curves).to_string(index=False))
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from ..paths import results_dir
+    from .release import release_dir, write_release
+
+    root = args.out_dir or results_dir(args.config)
+    meta = write_release(f"{root}/runs/{args.run_id}", release_dir(args.config, args.run_id, args.out_dir))
+    print(f"released {args.run_id} of {args.config}: {meta['weights_bytes'] / 2**20:.1f} MiB, step {meta['step']}, "
+          f"{meta['train_tokens']:,} tokens -> {release_dir(args.config, args.run_id, args.out_dir)}")
     return 0
 
 

@@ -183,6 +183,10 @@ def prepare_run_dir(run: dict[str, Any], out_dir: str | Path | None = None, *,
         if rec.get("status") == "finished":
             if (d / "checkpoints" / "final").is_dir():
                 return d, "done"
+            from .release import restore
+
+            if restore(run, d, h, results_root=out_dir):  # a released base model (results/<p>/release/)
+                return d, "done"
             # Finished runs are committed without their checkpoints (results/ holds logs only): a
             # fresh clone retrains the run, which the seeded config makes repeat the committed log.
             print(f"run {run['run_id']!r}: finished in the record but {relpath(d / 'checkpoints' / 'final')} "
