@@ -77,18 +77,19 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def remove_stale_temporaries(folder: str | os.PathLike[str], *, depth: int = 1) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike[str], *, depth: int = 1, prefix: str = ".") -> list[Path]:
     """Remove the temporaries an interrupted (killed) writer left in ``folder`` (and ``depth - 1``
     levels of sub-folders): only names made by :func:`atomic_path` / :func:`atomic_dir` and the
-    checkpoint writer. Call it while holding the folder's :func:`output_lock`, so that no live
-    writer owns them. Returns what was removed."""
+    checkpoint writer, and only those starting with ``prefix`` (one result's own temporaries in a
+    shared folder). Call it while holding the lock that covers them (:func:`output_lock`), so that
+    no live writer owns them. Returns what was removed."""
     root = Path(folder)
     removed: list[Path] = []
     if not root.is_dir():
         return removed
     for entry in sorted(root.iterdir()):
         name = entry.name
-        if name.startswith(".") and (TMP_TAG in name or OLD_TAG in name or _LEGACY.match(name)) \
+        if name.startswith(prefix) and (TMP_TAG in name or OLD_TAG in name or _LEGACY.match(name)) \
                 and not entry.is_symlink():
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
@@ -96,7 +97,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], *, depth: int = 1) 
                 entry.unlink(missing_ok=True)
             removed.append(entry)
         elif depth > 1 and entry.is_dir() and not entry.is_symlink():
-            removed += remove_stale_temporaries(entry, depth=depth - 1)
+            removed += remove_stale_temporaries(entry, depth=depth - 1, prefix=prefix)
     return removed
 
 

@@ -186,13 +186,18 @@ def _one_line(exc: BaseException) -> str:
     return (text[:200] + "...") if len(text) > 200 else text
 
 
+#: Where a user gives a local model or tokenizer folder instead of a hub id (the options that exist).
+MODEL_FLAG = "rlctx eval --checkpoint DIR, or rlctx train ... --stage repo base_checkpoint=DIR"
+TOKENIZER_FLAG = "rlctx eval --checkpoint DIR (a checkpoint holds its tokenizer) or rlctx train ... tokenizer=DIR"
+
+
 def not_found_message(kind: str, name: str, flag: str, exc: BaseException | None = None) -> str:
     why = f" ({type(exc).__name__}: {_one_line(exc)})" if exc is not None else ""
     if looks_like_path(name):
-        return f"{kind} folder {name!r} does not exist or holds no {kind}{why}; pass a folder saved with save_pretrained via {flag} PATH"
+        return f"{kind} folder {name!r} does not exist or holds no {kind}{why}; pass a folder saved with save_pretrained: {flag}"
     return (f"{kind} {name!r} not found locally and the hub is unreachable or has no such repo{why}; "
             f"download it where the hub is reachable (huggingface-cli download {name} --local-dir DIR) "
-            f"and pass the local folder with {flag} DIR")
+            f"and pass the local folder: {flag}")
 
 
 def load_model(name_or_path: str | os.PathLike[str], *, dtype: str | torch.dtype = "auto",
@@ -215,9 +220,9 @@ def load_model(name_or_path: str | os.PathLike[str], *, dtype: str | torch.dtype
         try:
             model = AutoModelForCausalLM.from_pretrained(str(Path(name).expanduser()), local_files_only=True, **opts)
         except (OSError, ValueError) as exc:
-            raise ModelNotFoundError(not_found_message("model", name, "--model", exc)) from None
+            raise ModelNotFoundError(not_found_message("model", name, MODEL_FLAG, exc)) from None
     elif looks_like_path(name):
-        raise ModelNotFoundError(not_found_message("model", name, "--model"))
+        raise ModelNotFoundError(not_found_message("model", name, MODEL_FLAG))
     else:
         model = None
         last: BaseException | None = None
@@ -229,5 +234,5 @@ def load_model(name_or_path: str | os.PathLike[str], *, dtype: str | torch.dtype
             except Exception as exc:  # hub errors come in many classes (OSError, HTTP, offline mode)
                 last = exc
         if model is None:
-            raise ModelNotFoundError(not_found_message("model", name, "--model", last)) from None
+            raise ModelNotFoundError(not_found_message("model", name, MODEL_FLAG, last)) from None
     return model.to(device).eval()

@@ -33,7 +33,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .io import atomic_dir
-from .models import looks_like_path, not_found_message
+from .models import TOKENIZER_FLAG, looks_like_path, not_found_message
 
 #: Special tokens by role (SPEC section 3). ``pad`` is our own addition (see module docstring).
 SPECIAL_TOKENS: dict[str, str] = {
@@ -127,16 +127,16 @@ def load_tokenizer(name_or_path: str | os.PathLike[str], *,
         try:
             return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise TokenizerNotFoundError(not_found_message("tokenizer", name, "--tokenizer", exc)) from None
+            raise TokenizerNotFoundError(not_found_message("tokenizer", name, TOKENIZER_FLAG, exc)) from None
     if looks_like_path(name):
-        raise TokenizerNotFoundError(not_found_message("tokenizer", name, "--tokenizer"))
+        raise TokenizerNotFoundError(not_found_message("tokenizer", name, TOKENIZER_FLAG))
     last: BaseException | None = None
     for local in ([True] if local_files_only else [True, False]):
         try:
             return AutoTokenizer.from_pretrained(name, local_files_only=local)
         except Exception as exc:  # hub errors come in many classes
             last = exc
-    raise TokenizerNotFoundError(not_found_message("tokenizer", name, "--tokenizer", last))
+    raise TokenizerNotFoundError(not_found_message("tokenizer", name, TOKENIZER_FLAG, last))
 
 
 def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:

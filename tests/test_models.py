@@ -64,11 +64,12 @@ def test_save_and_reload_identically(tmp_path):
 def test_offline_errors_are_one_line(tmp_path):
     with pytest.raises(ModelNotFoundError) as e:
         load_model(tmp_path / "no" / "such" / "model")
-    assert "\n" not in str(e.value) and "--model" in str(e.value)
+    # the hint names an option that exists (issue 12, item 15: there is no --model option)
+    assert "\n" not in str(e.value) and "rlctx eval --checkpoint DIR" in str(e.value)
     with pytest.raises(ModelNotFoundError) as e:
         load_model("rlctx-test-nonexistent/definitely-not-a-model", local_files_only=True)
     msg = str(e.value)
-    assert "\n" not in msg and "not found locally" in msg and "--model" in msg
+    assert "\n" not in msg and "not found locally" in msg and "rlctx eval --checkpoint DIR" in msg
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError):
         load_model(tmp_path / "empty")

@@ -77,7 +77,8 @@ def test_errors(tmp_path):
         train_tokenizer("x = 1", vocab_size=512)
     with pytest.raises(TokenizerNotFoundError) as e:
         load_tokenizer(tmp_path / "missing")
-    assert "\n" not in str(e.value) and "--tokenizer" in str(e.value)
+    # the hint names options that exist (issue 12, item 15: there is no --tokenizer option)
+    assert "\n" not in str(e.value) and "--checkpoint DIR" in str(e.value) and "tokenizer=DIR" in str(e.value)
     with pytest.raises(TokenizerNotFoundError) as e:
         load_tokenizer("rlctx-test-nonexistent/no-tokenizer", local_files_only=True)
     assert "\n" not in str(e.value) and "not found locally" in str(e.value)

@@ -187,6 +187,19 @@ def _reduced(req: Request, cand: Candidate) -> str:
     return text
 
 
+def _render(req: Request, cand: Candidate, content: str) -> str:
+    """The piece as written in the sequence: the format's rendering, then any render-level rewrite."""
+    rendered = req.fmt.file(cand.path, content)
+    for t in req.composer.reduce:
+        if t.render is not None:
+            rendered = t.render(rendered, req.fmt.header(cand.path), req.ctx, cand)
+    return rendered
+
+
+def _renders_pieces(comp: Composer) -> bool:
+    return any(t.render is not None for t in comp.reduce)
+
+
 def _cacheable(req: Request) -> bool:
     return not any(t.seeded for t in req.composer.reduce)
 
@@ -226,7 +239,7 @@ def _rendered_from_right(req: Request, seq: list[tuple[Candidate, tuple]]
         cand, values = seq[idx]
         content = _reduced(req, cand)
         if content:
-            yield idx, cand, values, content, req.fmt.file(cand.path, content)
+            yield idx, cand, values, content, _render(req, cand, content)
 
 
 def _nonempty_left_of(req: Request, seq: list[tuple[Candidate, tuple]], idx: int) -> bool:
@@ -278,7 +291,7 @@ def full_token_count(req: Request, seq: list[tuple[Candidate, tuple]]) -> int:
     for cand, _ in seq:
         content = _reduced(req, cand)
         if content:
-            rendered = req.fmt.file(cand.path, content)
+            rendered = _render(req, cand, content)
             if _cacheable(req):
                 total += len(req.counter.encode_cached((req.fmt.name, cand.path, content), rendered))
             else:
@@ -350,7 +363,7 @@ def full_token_count_joined(req: Request, seq: list[tuple[Candidate, tuple]]) ->
     for cand, _ in seq:
         content = _reduced(req, cand)
         if content:
-            parts.append(req.fmt.file(cand.path, content))
+            parts.append(_render(req, cand, content))
     header = req.fmt.repo(req.repo_name) if parts else ""
     return len(req.counter.encode(header + "".join(parts)))
 
@@ -371,7 +384,7 @@ def run_composer(req: Request) -> Composition:
         window, truncated, full = Window(None, []), bool(seq), (lambda: full_token_count(req, seq))
     elif req.reference:
         window, truncated, full = window_joined(req, seq, everything=True)
-    elif req.fmt.file_sep and req.counter.segment_safe(req.fmt.file_sep):
+    elif req.fmt.file_sep and req.counter.segment_safe(req.fmt.file_sep) and not _renders_pieces(comp):
         window, truncated, full = window_piecewise(req, seq)
     else:
         window, truncated, full = window_joined(req, seq, everything=False)

@@ -32,8 +32,13 @@ def duplication_candidates(req: Request) -> list[Candidate]:
         return []
     rendered = req.fmt.file(path, text)
     n = len(req.counter.encode_cached((req.fmt.name, path, text), rendered))
-    copies = max(1, math.ceil(req.max_tokens / max(n, 1)))
+    # the number of copies is bounded by the budget in tokens, before any copy is built
+    copies = max(1, math.ceil(min(req.max_tokens, MAX_TOKENS) / max(n, 1)))
     return [Candidate(path, text, 0, k) for k in range(copies)]
+
+
+#: Same bound as :data:`rlctx_utils.composers.registry.MAX_TOKENS` (also for direct callers).
+MAX_TOKENS = 1 << 24
 
 
 def build_random_tokens(req: Request) -> Composition:
@@ -54,7 +59,10 @@ MIXED_POOL: tuple[str, ...] = ("file_level", "path_distance_py", "half_memory_py
 
 
 def build_mixed(req: Request) -> Composition:
-    """Mixed: one composer per datapoint, drawn from the seed (never Duplication in evaluation)."""
+    """Mixed: one composer per datapoint, drawn from the seed (never Duplication in evaluation).
+
+    The draw depends on the seed only, so callers give each datapoint its own seed (training:
+    ``derive_seed(seed, datapoint id)``; evaluation: :func:`rlctx_utils.evaluation.runner.composer_seed`)."""
     from .registry import COMPOSERS, run_request  # registry imports this module
 
     pool = [n for n in MIXED_POOL if not (req.stage == "eval" and n == "duplication")]

@@ -97,8 +97,11 @@ def analyse(text: str) -> dict[str, object]:
         body = node.child_by_field_name("body")
         end = node.end_byte
         if body is not None:
-            colon = data.rfind(b":", node.start_byte, body.start_byte)
-            end = colon + 1 if colon >= 0 else body.start_byte
+            # the header ends at the declaration's own ':' token (a direct child of the node), not at
+            # the last ':' before the body, which may sit in a trailing comment ("# noqa: C901")
+            colon = next((c for c in reversed(node.children) if c.type == ":" and c.end_byte <= body.start_byte),
+                         None)
+            end = colon.end_byte if colon is not None else body.start_byte
         spans["def"].append((node.start_byte, end, b" " * node.start_point[1]))
     for v in spans.values():
         v.sort()

@@ -26,6 +26,10 @@ from .tokens import counter_for
 from .types import Composition, ComposerError, UnknownComposerError
 
 ALL_MODES = MODES
+#: The largest budget a composition may have (2**24 tokens, 1,024 times the paper's largest window):
+#: a composer that fills its window (Duplication, Random tokens) does work and holds memory in
+#: proportion to the budget, so a budget meant as "unlimited" would exhaust the machine.
+MAX_TOKENS = 1 << 24
 
 # -- the 15 composers of the paper ---------------------------------------------------------------
 
@@ -40,7 +44,8 @@ CODE_CHUNKS_PY = PATH_DISTANCE_PY.derive(
     "code_chunks_py", "Path Distance .py without docstrings, comments and imports.",
     reduce=(strip_docs_comments_imports,))
 HALF_MEMORY_PY = PATH_DISTANCE_PY.derive(
-    "half_memory_py", "Path Distance .py, each line dropped with probability 0.5 (window still filled).",
+    "half_memory_py", "Path Distance .py, each line of the context (file headers included) dropped with "
+    "probability 0.5 (window still filled).",
     reduce=(drop_lines(0.5),))
 DECLARATIONS_PY = PATH_DISTANCE_PY.derive(
     "declarations_py", "Path Distance .py reduced to function and class declarations.",
@@ -83,8 +88,8 @@ LCA_IMPORTS_FIRST = Composer(
     "imports (last), each group in snapshot order.", select=py_files,
     rank=(by_imported, by_snapshot_later), family="lca")
 LCA_HALF_MEMORY_PATH_DISTANCE = LCA_PATH_DISTANCE.derive(
-    "lca_half_memory_path_distance", "LCA baselines: their path distance with half of the lines dropped.",
-    reduce=(drop_lines(0.5),))
+    "lca_half_memory_path_distance", "LCA baselines: their path distance with half of the content lines "
+    "dropped (paths kept, as in their code).", reduce=(drop_lines(0.5, protect_headers=True),))
 LCA_DECLARATIONS_MASK_HALF = LCA_PATH_DISTANCE.derive(
     "lca_declarations_mask_half", "LCA baselines: their path distance; the farther half of the files "
     "reduced to def/class lines (each followed by 'pass').", reduce=(lca_declarations_mask(0.5),))
@@ -162,6 +167,9 @@ def compose(name: str, snapshot: Mapping[str, str | bytes | None], completion_pa
         raise ComposerError(f"stage must be one of {STAGES}, got {stage!r}")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
         raise ComposerError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")
+    if max_tokens > MAX_TOKENS:  # checked before any text is built: Duplication would fill it all
+        raise ComposerError(f"max_tokens={max_tokens:,} is more than {MAX_TOKENS:,} tokens, the most a "
+                            "composed context may hold; give a smaller budget (the paper's largest is 16,384)")
     if tokenizer is None:
         raise ComposerError("compose needs a tokenizer to count the budget")
     if completion_full_text is not None and not comp.leaks and comp.build is not probes.build_mixed:

@@ -194,6 +194,10 @@ class Transform:
     name: str
     fn: Callable[[str, RankContext, Any], str]
     seeded: bool = False
+    #: Optional rewrite of the *rendered* piece (its header line included): ``render(rendered,
+    #: header, ctx, candidate) -> rendered``. A composer with one is cut on the joined text (its
+    #: pieces need not start with the format's separator token).
+    render: Callable[[str, str, RankContext, Any], str] | None = None
 
 
 strip_docs_comments_imports = Transform("strip_docs_comments_imports",
@@ -202,12 +206,27 @@ keep_declarations = Transform("keep_declarations", lambda t, ctx, c: python_ast.
 keep_docs_comments = Transform("keep_docs_comments", lambda t, ctx, c: python_ast.text_only(t))
 
 
-def drop_lines(p: float = 0.5) -> Transform:
-    """Half-memory: each line is dropped independently with probability ``p`` (seeded per file)."""
+def drop_lines(p: float = 0.5, *, protect_headers: bool = False) -> Transform:
+    """Half-memory: each line of the context is dropped independently with probability ``p``
+    (seeded per file), the file's header line (``<file_sep># path``) included, as the definition
+    says ("each line of the context").
+
+    ``protect_headers=True`` keeps every header and drops content lines only (what the Long Code
+    Arena baselines' half-memory composer does: it forgets lines of the file content and always
+    writes the path); it is off by default.
+    """
     def fn(text: str, ctx: RankContext, c: Any) -> str:
         rnd = ctx.rng("drop_lines", c.path, c.chunk).random
         return "\n".join(ln for ln in text.split("\n") if rnd() >= p)
-    return Transform(f"drop_lines({p})", fn, seeded=True)
+
+    def render(rendered: str, header: str, ctx: RankContext, c: Any) -> str:
+        if header and rendered.startswith(header) and ctx.rng("drop_header", c.path, c.chunk).random() < p:
+            return rendered[len(header):]
+        return rendered
+
+    if protect_headers:
+        return Transform(f"drop_lines({p}, headers kept)", fn, seeded=True)
+    return Transform(f"drop_lines({p})", fn, seeded=True, render=render)
 
 
 def lca_declarations_mask(fraction: float | None) -> Transform:

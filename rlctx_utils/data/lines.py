@@ -5,7 +5,9 @@ Every non-blank line of a completion file gets the first category that applies:
 1. ``commited`` - it calls a function or class declared in *another file added by the same commit*;
 2. ``inproject`` - it calls a function or class declared in a ``.py`` file of the snapshot;
 3. ``infile`` - it calls a function or class declared in the completion file itself;
-4. ``common`` - it calls a "common" name (``__init__``, ``get``, ``run`` …; the list is data in
+4. ``common`` - it calls a "common" name (``__init__``, ``get``, ``run`` …: the 31 names of the Long
+   Code Arena baselines' ``COMMON_APIS``, JetBrains-Research/lca-baselines,
+   ``code_completion/eval/common_apis.py``; the list is data in
    ``rlctx_utils/resources/common_names.txt``);
 5. ``non_informative`` - shorter than 5 or longer than 150 characters (stripped), or containing
    ``print``, an import, a ``def``/``class`` header, a comment, or only docstring text;

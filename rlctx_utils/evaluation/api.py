@@ -29,7 +29,7 @@ import pandas as pd
 from .. import schema
 from ..config import config_hash
 from ..data.types import CATEGORIES, Datapoint
-from ..io import atomic_path, read_json, write_sidecar
+from ..io import atomic_path, output_lock, read_json, remove_stale_temporaries, write_sidecar
 from ..paths import REPO_ROOT, results_dir
 from . import metrics, presets
 from .protocols import get_protocol
@@ -200,6 +200,9 @@ def load_benchmark(spec: str, *, limit: int | None = None, lca_path: str | None 
     output) or a parquet file: our LCA-format benchmark (its ``benchmark`` split when it has one).
     ``limit`` keeps the first N datapoints (the benchmark gets a distinct name).
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise BenchmarkError(f"--limit {limit}: give the number of datapoints to keep (an integer >= 1), "
+                             "or leave it out for the whole benchmark")
     if spec.startswith("lca:"):
         from ..data.lca import load_lca
 
@@ -214,7 +217,8 @@ def load_benchmark(spec: str, *, limit: int | None = None, lca_path: str | None 
         p = Path(spec).expanduser()
         if not p.exists():
             raise BenchmarkError(f"benchmark {spec!r} is neither lca:<config> nor an existing folder or parquet "
-                                 "file; mine one with `rlctx data ...` or pass --benchmark lca:large_context")
+                                 "file; mine one with `rlctx mine pypi --spec configs/data/<profile>.toml --out DIR` "
+                                 "(or `rlctx mine git REPO... --out DIR`) or pass --benchmark lca:large_context")
         dps = load_datapoints(p, split="benchmark") if p.is_dir() else load_datapoints(p)
         if p.is_file() and any(dp.split == "benchmark" for dp in dps):
             dps = [dp for dp in dps if dp.split == "benchmark"]
@@ -392,6 +396,20 @@ def run_eval(checkpoint: str | os.PathLike[str], *, composer: str, max_context: 
         eid += "__" + "+".join(c for c in CATEGORIES if c in categories)
     out = evals_dir(profile, out_dir)
     path = out / f"{eid}.parquet"
+    # one writer per evaluation (a second one, even with another config, is refused); other
+    # evaluations may write the same folder at the same time
+    with output_lock(out, f"rlctx eval {eid}", lock_name=f".{eid}.lock"):
+        remove_stale_temporaries(out, prefix=f".{eid}.")
+        return _run_eval_locked(path, out, eid, request, info, checkpoint, model, tokenizer, dtype, device,
+                                file_protocol, bench, resolved, mode, max_context, options, seed, fmt,
+                                batch_tokens, protocol, categories, engine, ev, progress, cfg, profile)
+
+
+def _run_eval_locked(path, out, eid, request, info, checkpoint, model, tokenizer, dtype, device, file_protocol,
+                     bench, resolved, mode, max_context, options, seed, fmt, batch_tokens, protocol, categories,
+                     engine, ev, progress, cfg, profile) -> dict[str, Any]:
+    from .runner import evaluate
+
     if existing(path, request):
         return {"eval_id": eid, "path": path, "skipped": True, "lines": None,
                 "summary": schema.conform(pd.read_csv(out / f"{eid}.summary.csv"))}
