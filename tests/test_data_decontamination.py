@@ -108,9 +108,10 @@ def test_check_dir_finds_a_benchmark_file_in_corpus_and_training_snapshots(tmp_p
                 {"t/vendored/util.py": OTHER})
     save_datapoints([bench, train], tmp_path / "data")
     save_corpus([{"repo": "pypi__t", "path": "t/mod.py", "content": HELD, "sha1": ""}], tmp_path / "corpus")
-    rep = check_dir(tmp_path)
+    rep = check_dir(tmp_path, snapshots=True)
     got = {c: v["matches"] for c, v in rep.as_dict()["corpora"].items()}
     assert got == {"corpus": 1, "train_completions": 0, "train_snapshots": 1} and not rep.clean()
+    assert "train_snapshots" not in check_dir(tmp_path).checked
 
 
 def test_check_dir_needs_a_mined_folder(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 from rlctx_utils.data.types import Datapoint
 from rlctx_utils.evaluation.lengths import length_table, line_prefix_tokens, main, write_csv
@@ -54,5 +55,7 @@ def test_main_writes_the_csv(tmp_path, py_tokenizer):
     assert main([str(tmp_path / "mined"), "--tokenizer", str(tmp_path / "tok"), "--out",
                  str(tmp_path / "l.csv"), "--categories", "inproject"]) == 0
     assert "share_room_ge_25pct" in (tmp_path / "l.csv").read_text()
+    side = json.loads((tmp_path / "l.json").read_text())
+    assert side["config"]["windows"] == [512, 1024, 2048, 4096, 8192] and side["target_lines"] == 3
     assert main([str(tmp_path / "mined"), "--tokenizer", str(tmp_path / "tok"), "--out",
                  str(tmp_path / "m.csv"), "--split", "validation"]) == 2

@@ -137,7 +137,7 @@ def cmd_decontamination(args: argparse.Namespace) -> int:
     if args.stdlib:
         import os
         extra["stdlib"] = python_tree_items(Path(os.__file__).parent, skip=("__pycache__", "site-packages"))
-    rep = check_dir(args.dir, extra=extra, min_chars=args.min_chars)
+    rep = check_dir(args.dir, extra=extra, min_chars=args.min_chars, snapshots=args.snapshots)
     out = rep.as_dict()
     if args.json:
         write_json(args.json, out)
@@ -204,6 +204,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dc.add_argument("dir", type=Path)
     dc.add_argument("--site-packages", action="store_true", help="also check this environment's site-packages")
     dc.add_argument("--stdlib", action="store_true", help="also check the interpreter's standard library")
+    dc.add_argument("--snapshots", action="store_true",
+                    help="also check every training snapshot's .py files (stage B context; slow)")
     dc.add_argument("--min-chars", type=int, default=64, help="skip files shorter than this (whitespace-normalised)")
     dc.add_argument("--json", type=Path, help="write the full report here")
     dc.set_defaults(func=cmd_decontamination)

@@ -8,7 +8,8 @@ the result afterwards, with a stricter normalisation as well, against every trai
 * ``corpus``: the file-level corpus (``DIR/corpus``), the base model's training text and, in the
   small profiles, the tokenizer's (``rlctx_utils.training.loop._train_profile_tokenizer``);
 * ``train_completions``: the completion files of the training datapoints (stage B targets);
-* ``train_snapshots``: the ``.py`` files of the training datapoints' snapshots (stage B context);
+* ``train_snapshots`` (with ``snapshots=True``: it decodes every training snapshot, minutes of CPU
+  on the cpu-v2 data): the ``.py`` files of the training datapoints' snapshots (stage B context);
 * ``train_candidates``: every ``.py`` file of the training repositories' newest trees *before* the
   miner's filter (``DIR/.work``, when it is still there): matches here are what the filter removed,
   reported so one can see which training packages vendor held-out code (and whether an older
@@ -209,7 +210,7 @@ def site_packages() -> list[Path]:
 
 
 def check_dir(data_dir: str | Path, extra: dict[str, Iterable[tuple[str, str | None]]] | None = None,
-              min_chars: int = MIN_CHARS) -> DecontaminationReport:
+              min_chars: int = MIN_CHARS, snapshots: bool = False) -> DecontaminationReport:
     """Check a mined folder: its held-out splits against its training side (and ``extra`` corpora)."""
     from .errors import DataError
     from .store import iter_datapoints
@@ -219,10 +220,11 @@ def check_dir(data_dir: str | Path, extra: dict[str, Iterable[tuple[str, str | N
         raise DataError(f"{data_dir}: not a mined folder (no data/ and corpus/); run `rlctx mine pypi` first")
     index = held_out_index((dp for s in HELD_OUT_SPLITS for dp in iter_datapoints(data_dir / "data", s)),
                            min_chars)
-    completions, snapshots = _train_items(data_dir)
+    completions, snapshot_items = _train_items(data_dir)
     corpora: dict[str, Iterable[tuple[str, str | None]]] = {
-        "corpus": _corpus_items(data_dir / "corpus"), "train_completions": completions,
-        "train_snapshots": snapshots}
+        "corpus": _corpus_items(data_dir / "corpus"), "train_completions": completions}
+    if snapshots:
+        corpora["train_snapshots"] = snapshot_items
     if (data_dir / ".work" / "repos").is_dir():
         corpora["train_candidates"] = candidate_items(data_dir)
     corpora.update(extra or {})

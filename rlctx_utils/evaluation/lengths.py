@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.store import iter_datapoints
     from ..tokenizer import load_tokenizer
 
+    import time
+
+    t0 = time.perf_counter()
     try:
         tok = load_tokenizer(args.tokenizer)
         recs = line_prefix_tokens(iter_datapoints(args.dir, args.split), tok, args.categories.split(","))
@@ -127,8 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     if not recs:
         print(f"error: no {args.split} target lines in {args.dir}", file=sys.stderr)
         return 2
-    rows = length_table(recs, [int(w) for w in args.windows.split(",")])
+    windows = [int(w) for w in args.windows.split(",")]
+    rows = length_table(recs, windows)
     write_csv(rows, args.out)
+    from ..io import read_json, write_sidecar
+
+    manifest = args.dir / "manifest.json"
+    write_sidecar(args.out, {"dir": str(args.dir), "tokenizer": str(args.tokenizer), "split": args.split,
+                             "categories": args.categories.split(","), "windows": windows,
+                             "min_room": MIN_ROOM, "protocol": "thesis", "fmt": "opencoder"},
+                  round(time.perf_counter() - t0, 3), target_lines=len(recs),
+                  data_config_hash=read_json(manifest).get("config_hash") if manifest.exists() else None)
+    for r in rows:
+        if r["measure"] == "prefix_tokens" and r["statistic"] == f"share_room_ge_{int(MIN_ROOM * 100)}pct":
+            print(f"{r['category']:>10} lines leaving >= {MIN_ROOM:.0%} of a {r['window']:>5}-token window: "
+                  f"{r['value']:.1%}")
     print(f"{len(recs)} target lines -> {args.out}")
     return 0
 
