@@ -27,7 +27,7 @@ def _cfg(tmp_path, py_tokenizer, variants):
                   {"shape": "d128-L2-H4", "hidden_size": 128, "layers": 2, "heads": 4,
                    "vocab_size": len(py_tokenizer), "seq_len": 256, "tokens_per_s_median": 256.0}]).to_csv(speeds, index=False)
     cfg["tuning"] = {"budget_minutes": 4 * 512 / 512 / 60, "measure_every": 2, "throughput": str(speeds),
-                     "variants": variants}
+                     "validation": str(data), "variants": variants}
     return cfg
 
 

@@ -534,12 +534,13 @@ class TrainingProbe:
 
 def training_probe(run: dict[str, Any], tokenizer: Any) -> TrainingProbe | None:
     """The probe of a run with ``incontext_every > 0`` (None otherwise). Code chunks come from the
-    *validation* split of the run's mined data folder (training choices are judged on validation,
-    never on the benchmark); without one, only the random-token columns are filled."""
+    *validation* split of the run's mined data folder, or of ``probe_data`` when set (runs trained
+    on different corpora are then judged on one validation split); training choices are judged on
+    validation, never on the benchmark. Without one, only the random-token columns are filled."""
     every = int(run.get("incontext_every") or 0)
     if every <= 0:
         return None
-    folder = run.get("data_dir") if run.get("stage") == "repo" else run.get("corpus")
+    folder = run.get("probe_data") or (run.get("data_dir") if run.get("stage") == "repo" else run.get("corpus"))
     folder = results_dir(run["profile"]) / "data" if folder in (None, "auto") else Path(folder)
     dps: list[Any] = []
     try:

@@ -35,7 +35,8 @@ SECTION = {"base": "base_training", "repo": "repo_training"}
 #: Keys that change how a run is observed, not what it computes (left out of its identity).
 #: ``incontext_every``: copy scores logged every N steps (forward passes only, no random state
 #: used), see :mod:`rlctx_utils.evaluation.incontext`.
-VOLATILE_KEYS = ("debug", "log_every", "save_every", "threads", "progress", "out_dir", "incontext_every")
+VOLATILE_KEYS = ("debug", "log_every", "save_every", "threads", "progress", "out_dir", "incontext_every",
+                 "probe_data")
 
 
 class RunError(ValueError):

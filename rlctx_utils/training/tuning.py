@@ -18,6 +18,7 @@ with a few keys changed::
     budget_minutes = 8          # quiet-machine wall time every variant gets
     measure_every = 25          # steps between probe scores (metrics.csv columns)
     throughput = "results/bench/models.csv"
+    validation = "results/cpu/data"   # whose validation split judges every variant (default: the profile's)
     [[tuning.variants]]
     name = "reference"          # today's recipe
     [[tuning.variants]]
@@ -48,7 +49,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import ConfigError
-from ..io import atomic_path
+from ..io import atomic_path, repo_relative
 from ..paths import REPO_ROOT, results_dir
 from .runs import resolve_run
 
@@ -88,7 +89,8 @@ def model_shape(cfg: dict[str, Any], variant: dict[str, Any]) -> dict[str, int]:
 def quiet_throughput(shape: dict[str, int], seq_len: int, table: str | Path) -> tuple[float, str]:
     """Quiet-machine training tokens/s of a shape from the speed benchmark, and which row gave it.
 
-    The row with the same width, depth, vocabulary and the nearest length; else the nearest row by
+    The row with the same width, depth, vocabulary and the nearest length; a width between two
+    measured ones (same depth and vocabulary) interpolates geometrically; else the nearest row by
     relative distance in width, depth and vocabulary, scaled by the ratio of compute per token
     (``12 L d^2 + 2 d V``: attention and MLP plus the output layer), which is what dominates here.
     """
@@ -98,6 +100,17 @@ def quiet_throughput(shape: dict[str, int], seq_len: int, table: str | Path) -> 
     if not exact.empty:
         row = exact.iloc[(exact.seq_len - seq_len).abs().argsort().iloc[0]]
         return float(row.tokens_per_s_median), f"{row['shape']} V{int(row.vocab_size)} L{int(row.seq_len)}"
+
+    same = t[(t.layers == shape["layers"]) & (t.vocab_size == shape["vocab_size"])]
+    if not same.empty:
+        same = same[same.seq_len == same.seq_len.iloc[(same.seq_len - seq_len).abs().argsort().iloc[0]]]
+        lo, hi = same[same.hidden_size < shape["hidden_size"]], same[same.hidden_size > shape["hidden_size"]]
+        if not lo.empty and not hi.empty:  # between two measured widths: geometric interpolation in width
+            a = lo.loc[lo.hidden_size.idxmax()]
+            b = hi.loc[hi.hidden_size.idxmin()]
+            w = math.log(shape["hidden_size"] / a.hidden_size) / math.log(b.hidden_size / a.hidden_size)
+            tps = math.exp((1 - w) * math.log(a.tokens_per_s_median) + w * math.log(b.tokens_per_s_median))
+            return tps, f"between {a['shape']} and {b['shape']} V{shape['vocab_size']} L{int(a.seq_len)} (geometric in width)"
 
     def cost(d: float, layers: float, v: float) -> float:
         return 12 * layers * d * d + 2 * d * v
@@ -128,9 +141,11 @@ def variant_run(cfg: dict[str, Any], variant: dict[str, Any], *, out_root: Path)
     if v.get("vocab_size"):
         vocab = int(v["vocab_size"])
         c["tokenizer"] = {**(c.get("tokenizer") or {}), "vocab_size": vocab, "path": None}
-        base["tokenizer"] = str(out_root / f"tokenizer-{vocab}")
+        base["tokenizer"] = repo_relative(out_root / f"tokenizer-{vocab}")
     elif base.get("tokenizer", "auto") == "auto" and not (c.get("tokenizer") or {}).get("path"):
-        base["tokenizer"] = str(results_dir(cfg["profile"]) / "tokenizer")  # the study's, not out_root's
+        # the study's tokenizer, not out_root's; repository-relative so the run's identity is the
+        # same on every clone
+        base["tokenizer"] = repo_relative(results_dir(cfg["profile"]) / "tokenizer")
     shape = model_shape(cfg, v)
     seq_len = int(base["seq_len"])
     table = Path(sec.get("throughput", "results/bench/models.csv"))
@@ -138,7 +153,8 @@ def variant_run(cfg: dict[str, Any], variant: dict[str, Any], *, out_root: Path)
     per_step = int(base["sequences_per_step"]) * seq_len
     steps = max(1, int(float(sec.get("budget_minutes", 8)) * 60 * tps // per_step))
     base.update(stop_step=steps, schedule_steps=steps, save_every=0, keep_checkpoints=1,
-                incontext_every=int(sec.get("measure_every", 25)))
+                incontext_every=int(sec.get("measure_every", 25)),
+                probe_data=str(sec.get("validation") or repo_relative(results_dir(cfg["profile"]) / "data")))
     if int(base.get("warmup_steps", 0)) >= steps:
         base["warmup_steps"] = max(1, steps // 10)
     run = resolve_run(c, "base", run_id=v["name"])
