@@ -41,6 +41,9 @@ vocab_size = 16384
 seed = 0
 figures_dir = "paper/figures"
 n_chars = 240
+# the last section: a profile whose [composers] modules register a composer of your own
+own_composer_profile = "smoke-own-composer"
+train_own_composer = False  # True: train its grid row and evaluate it (needs the smoke data and base model)
 
 # %%
 from rlctx_utils.paths import at_repo_root
@@ -179,3 +182,67 @@ plt.show()
 save_figure(fig2, "composers_pieces", out_dir=out, source=f"{snapshot}: {cpath}",
             regenerate="notebooks/01_composers.py (make reproduce PROFILE=...)",
             caption=f"Pieces that fit a {max_tokens:,}-token window per composer (original mode) on {snapshot}.")
+
+# %% [markdown]
+# ## Your own composer, end to end
+#
+# A composer of your own is one `register_composer(...)` declaration in a module of yours. A profile
+# names the module (`[composers] modules = ["my_pkg.composers"]`, or a `.py` path from the repository
+# root), and every process that loads the profile imports it first: this kernel, `rlctx train` and
+# `rlctx eval`, which the notebooks launch as subprocesses. The example profile
+# `configs/smoke-own-composer.toml` names `examples/composers/no_tests.py` and trains one grid row
+# with its composer on the smoke study's data and base model:
+
+# %%
+from IPython.display import Markdown, display  # noqa: E402
+
+from rlctx_utils.composers import compose  # noqa: E402
+from rlctx_utils.config import load_profile  # noqa: E402
+from rlctx_utils.training.cli import resolve_runs  # noqa: E402
+
+own_cfg = load_profile(own_composer_profile)  # imports the modules of its [composers] section
+for module in own_cfg["composers"]["modules"]:
+    if module.endswith(".py"):
+        display(Markdown(f"`{module}`:\n```python\n{Path(module).read_text()}```"))
+own_runs = resolve_runs(own_composer_profile, [], stage="repo", grid=True)
+own_name = own_runs[0]["composer"]
+print(f"profile {own_composer_profile}: composer {own_name!r} ({composer_info(own_name)['description']}); "
+      f"grid rows: {[r['run_id'] for r in own_runs]}")
+
+# %% [markdown]
+# Composing the snapshot above with it, next to the composer it derives from:
+
+# %%
+rows = []
+for name in ("path_distance_py", own_name):
+    c = compose(name, snap, cpath, ctext, tokenizer=tok, max_tokens=max_tokens, seed=seed, repo_name=repo_name)
+    paths = [p.path for p in c.pieces]
+    rows.append({"composer": name, "pieces": len(paths), "tokens": c.n_tokens,
+                 "test files": sum("/tests/" in f"/{p}" or p.rsplit("/", 1)[-1].startswith("test_") for p in paths),
+                 "last (most relevant)": paths[-1] if paths else ""})
+pd.DataFrame(rows)
+
+# %% [markdown]
+# Training the grid row and evaluating it are the ordinary commands (what this cell launches):
+#
+# ```bash
+# make reproduce PROFILE=smoke   # once: the smoke data and base model the profile points at (minutes)
+# rlctx train smoke-own-composer --stage repo --run-id path_distance_no_tests-original-masked-theta500000
+# rlctx eval --profile smoke-own-composer --checkpoint run:path_distance_no_tests-original-masked-theta500000 \
+#     --preset PD-ext,Or-ext
+# ```
+
+# %%
+if train_own_composer:
+    from rlctx_utils.evaluation import report as eval_report
+    from rlctx_utils.evaluation.cli import launch_eval
+    from rlctx_utils.training.cli import launch
+
+    for r in own_runs:
+        launch(own_composer_profile, stage="repo", run_id=r["run_id"])
+    launch_eval(own_composer_profile, [f"run:{r['run_id']}" for r in own_runs], preset="PD-ext,Or-ext")
+    own_results = eval_report.load(own_composer_profile)
+    display(own_results[own_results["line_type"].isin(["inproject", "infile"])]
+            [["checkpoint", "eval_setting", "line_type", "em", "token_acc", "n_lines"]])
+else:
+    print("train_own_composer = False: set it to True to train and evaluate this grid row")
