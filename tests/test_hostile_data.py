@@ -28,9 +28,11 @@ from test_data_pypi import py, sdist
 
 
 def one_line_error(capsys) -> str:
+    """The one error line a failing command printed (other stderr lines are information)."""
     err = capsys.readouterr().err.strip()
-    assert err and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
+    lines = [ln for ln in err.splitlines() if ": error:" in ln]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
 
 
 # -- 1. header bombs -----------------------------------------------------------------------------
@@ -412,3 +414,15 @@ def test_stale_temporaries_of_mining_are_removed(tmp_path, capsys):
     keep.write_text("user file")
     assert main(["mine", "git", str(a.path), "--out", str(out), "--quiet"]) == 0
     assert not any(j.exists() for j in junk) and keep.exists()
+
+
+def test_stale_download_folders_are_removed(tmp_path, other_process):
+    from rlctx_utils.data.pypi import remove_stale_downloads
+
+    dead = tmp_path / ".dl-999999999-abc"
+    live = tmp_path / f".dl-{other_process.pid}-def"
+    for d in (dead, live):
+        (d / "partial.tar.gz").parent.mkdir()
+        (d / "partial.tar.gz").write_bytes(b"x")
+    assert remove_stale_downloads(tmp_path) == [dead]
+    assert live.exists() and not dead.exists()

@@ -23,7 +23,8 @@ def _args(tok_dir, corpus_dir, out, *extra):
 
 def one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
-    err = [ln for ln in err if ln.startswith("rlctx ")]
+    assert not any("Traceback" in ln for ln in err)
+    err = [ln for ln in err if ": error:" in ln]
     assert len(err) == 1, err
     return err[0]
 

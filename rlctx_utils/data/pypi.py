@@ -28,10 +28,12 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -168,6 +170,27 @@ def index_files(name: str, index_url: str = INDEX_URL) -> list[dict[str, Any]]:
     return resp.json().get("files", [])
 
 
+def remove_stale_downloads(dest: Path) -> list[Path]:
+    """Remove the download folders (``.dl-<pid>-*``) of processes that no longer exist: a download
+    killed mid-way leaves one behind. Folders of live downloads (another miner sharing the cache)
+    are left alone; unnamed ones of earlier versions are removed after a day."""
+    import shutil
+
+    from ..io import _pid_alive
+
+    removed = []
+    for d in dest.glob(".dl-*"):
+        m = re.match(r"\.dl-(\d+)-", d.name)
+        try:
+            stale = (not _pid_alive(int(m.group(1)))) if m else (time.time() - d.stat().st_mtime > 86400)
+        except OSError:
+            continue
+        if stale and d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 def fetch_sdist(pkg: Package, rel: Release, dest: Path | None = None, offline: bool = False) -> Path:
     """Path of a release's sdist in the cache, downloading it first if needed (sha256 checked)."""
     dest = dest or sdist_cache()
@@ -184,7 +207,8 @@ def fetch_sdist(pkg: Package, rel: Release, dest: Path | None = None, offline: b
         raise DownloadError(f"{rel.filename} is not in {dest}; run `rlctx mine pypi` once with network "
                             "access to PyPI to download it")
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest, prefix=".dl-") as tmp:
+    remove_stale_downloads(dest)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=f".dl-{os.getpid()}-") as tmp:
         tmp_file = Path(tmp) / rel.filename
         try:
             files = {f["filename"]: f for f in index_files(pkg.name)}
