@@ -426,3 +426,13 @@ def test_stale_download_folders_are_removed(tmp_path, other_process):
         (d / "partial.tar.gz").write_bytes(b"x")
     assert remove_stale_downloads(tmp_path) == [dead]
     assert live.exists() and not dead.exists()
+
+
+def test_resume_notices_a_new_common_name_list(tmp_path, capsys, monkeypatch):
+    g = _history(tmp_path / "r", n=2)
+    out = tmp_path / "out"
+    assert main(["mine", "git", str(g.path), "--out", str(out), "--quiet"]) == 0
+    monkeypatch.setattr("rlctx_utils.data.pipeline.labels_key", lambda: "another-list")
+    capsys.readouterr()
+    assert main(["mine", "git", str(g.path), "--out", str(out), "--quiet"]) == 0
+    assert "(0 repositories resumed)" in capsys.readouterr().out

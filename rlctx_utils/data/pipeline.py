@@ -8,8 +8,9 @@ Steps (each repository independently, then once for the whole run):
 3. *Checkpoint* the repository into ``DIR/.work/repos/<name>/`` (datapoints, corpus candidates,
    content hashes, skip counts, ``done.json``) in one atomic rename: an interrupted run resumes
    without redoing finished repositories. A finished repository is reused only when its mining
-   config, its split and its *source key* (the git HEAD; for PyPI the pinned release list and
-   sha256s) are unchanged: a new commit or a changed spec mines it again.
+   config, its split, its *source key* (the git HEAD; for PyPI the pinned release list and
+   sha256s) and the common-name list of the line categories are unchanged: a new commit, a changed
+   spec or a new list mines it again.
 4. *Finalize*: splits are repository-disjoint by construction (each repository has one split).
    A file whose normalized content appears in a benchmark repository is removed from validation and
    training, one appearing in a validation repository from training (vendored copies must not sit on
@@ -59,6 +60,15 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:120] or "_"
 
 
+def labels_key() -> str:
+    """What the line categories depend on besides the mining config (the common-name list): a
+    finished repository labelled with another list is mined again, not resumed."""
+    import hashlib
+
+    from .lines import common_names
+    return hashlib.sha256("\n".join(sorted(common_names())).encode()).hexdigest()[:12]
+
+
 def label(dp: Datapoint, added: dict[str, str | None], cfg: MiningConfig) -> Datapoint:
     """Attach raw and sampled line categories and the size bucket to a datapoint."""
     others = {p: t for p, t in added.items() if p != dp.completion_path}
@@ -81,7 +91,7 @@ def _mine_one(src: RepoSource, cfg: MiningConfig, repo_dir: Path) -> dict[str, A
         except DataError as exc:  # an unsafe archive or broken repository: count and go on
             info = {"repo": src.name, "split": src.split, "error": str(exc),
                     "stats": {f"repository_error:{type(exc).__name__}": 1}, "datapoints": 0,
-                    "config_hash": cfg.hash(), "source_key": src.key}
+                    "config_hash": cfg.hash(), "source_key": src.key, "labels_key": labels_key()}
             write_json(tmp / "done.json", info)
             return info
         for dp in mined.datapoints:
@@ -100,7 +110,7 @@ def _mine_one(src: RepoSource, cfg: MiningConfig, repo_dir: Path) -> dict[str, A
                 "completion_hashes": completion_hashes, "head_hashes": head_hashes,
                 "head_files": len(mined.head_files), "head_py_chars": sum(map(len, head_py.values())),
                 "wall_time_s": round(time.perf_counter() - t0, 3), "config_hash": cfg.hash(),
-                "source_key": src.key}
+                "source_key": src.key, "labels_key": labels_key()}
         write_json(tmp / "done.json", info)
     return info
 
@@ -150,7 +160,7 @@ def _mine_all(sources: list[RepoSource], out: Path, cfg: MiningConfig, run_confi
         if done.exists():
             info = read_json(done)
             if info.get("config_hash") == cfg.hash() and info.get("split") == src.split \
-                    and info.get("source_key", "") == src.key:
+                    and info.get("source_key", "") == src.key and info.get("labels_key") == labels_key():
                 infos.append(info)
                 resumed += 1
                 continue
