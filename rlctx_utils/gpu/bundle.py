@@ -35,9 +35,10 @@ MAX_MIB = 60
 #: and the measured dense bf16 peak of the lent H200.
 EST_MFU = 0.25
 PEAK_TFLOPS = 790.0
-#: Fixed costs in the estimate, seconds: wheels and imports, each training run (model load,
-#: checkpoint), each evaluation (model load, batching), the paper-shape speed check, the notebooks.
-OVERHEAD_S = {"install": 30, "run": 6, "eval": 2, "speed": 90, "notebooks": 60}
+#: Fixed costs in the estimate, seconds: unpacking the wheels, each child process's start (imports;
+#: six of them), the paper-shape speed check (a 1.5B model built, 4 steps of 2 x 16K tokens), each
+#: training run (model load, checkpoint), each evaluation (batching, writing), the four notebooks.
+OVERHEAD_S = {"install": 20, "process": 10, "processes": 6, "speed": 60, "run": 3, "eval": 0.5, "notebooks": 40}
 
 
 class BundleError(RuntimeError):
@@ -169,12 +170,13 @@ def _slim_benchmark(data: Path, out: Path) -> None:
                     out / "data")
 
 
-def _run_tokens(bundle: Path, run: dict[str, Any]) -> int:
-    """Tokens the run trains on (its positions through the stored sequences)."""
+def _run_tokens(bundle: Path, run: dict[str, Any]) -> tuple[int, int]:
+    """(tokens, sum of squared sequence lengths) the run trains on, through the stored sequences."""
     from ..training.source import array_source, positions_needed
 
     src = array_source(bundle / "sequences", run)
-    return sum(len(src.get(p)) for p in range(positions_needed(run)))
+    lens = [len(src.get(p)) for p in range(positions_needed(run))]
+    return sum(lens), sum(n * n for n in lens)
 
 
 def _tasks(bundle: Path, cfg: dict[str, Any], settings: dict[str, Any], tokenizer: Any, bench: Any) -> dict[str, Any]:
@@ -197,43 +199,52 @@ def _tasks(bundle: Path, cfg: dict[str, Any], settings: dict[str, Any], tokenize
             path = bundle / "tasks" / f"{key}.json"
             if path.exists() and (bundle / "tasks" / f"{key}.npz.xz").exists():
                 meta = read_json(path)
-                n_tok = meta.get("n_tokens", 0)
             else:
                 tasks = build_tasks(bench.datapoints, tokenizer, **kw)
-                n_tok = sum(len(t.prompt) + len(t.cont) for t in tasks)
-                task_store.save_tasks(bundle / "tasks", key, tasks, setting={**kw, "n_tokens": n_tok})
+                lens = [len(t.prompt) + len(t.cont) for t in tasks]
+                task_store.save_tasks(bundle / "tasks", key, tasks,
+                                      setting={**kw, "n_tokens": sum(lens), "n_tokens_sq": sum(x * x for x in lens)})
                 meta = read_json(path)
-                meta["n_tokens"] = n_tok
-                write_json(path, meta)
-            out[f"{composer}|{mode}|{n}|{proto}"] = {"key": key, "n_tasks": meta["n_tasks"], "n_tokens": n_tok}
+            n_tok = meta["setting"]["n_tokens"]
+            out[f"{composer}|{mode}|{n}|{proto}"] = {"key": key, "n_tasks": meta["n_tasks"], "n_tokens": n_tok,
+                                                     "n_tokens_sq": meta["setting"]["n_tokens_sq"]}
             print(f"tasks {composer} ({mode}) @ {n} {proto}: {meta['n_tasks']} lines, {n_tok:,} tokens "
                   f"({time.time() - t0:.0f} s)", flush=True)
     return out
 
 
-def estimate(n_params: int, run_tokens: dict[str, int], settings: dict[str, Any], tasks: dict[str, Any],
-             protocols: list[str], *, mfu: float = EST_MFU, peak_tflops: float = PEAK_TFLOPS,
-             checkpointing: bool = True) -> dict[str, Any]:
-    """Seconds the run should take on the GPU, from FLOPs: training 6 N tokens (x 4/3 with gradient
-    checkpointing), evaluation 2 N tokens of every prompt (no prefix sharing), at ``mfu`` of
-    ``peak_tflops``, plus the fixed costs of :data:`OVERHEAD_S`. An estimate until measured."""
+def estimate(model: dict[str, int], run_tokens: dict[str, tuple[int, int]], settings: dict[str, Any],
+             tasks: dict[str, Any], protocols: list[str], *, mfu: float = EST_MFU,
+             peak_tflops: float = PEAK_TFLOPS, checkpointing: bool = False) -> dict[str, Any]:
+    """Seconds the run should take on the GPU, from FLOPs at ``mfu`` of ``peak_tflops``.
+
+    Training: 6 N per token plus 6 L d T per token of a T-token sequence (causal attention), x 4/3
+    with gradient checkpointing. Evaluation: 2 N + 2 L d T per prompt token, every prompt computed
+    whole (the engine shares the prefix of a file's lines, so this is an upper bound). N counts
+    every parameter. Plus the fixed costs of :data:`OVERHEAD_S`. An estimate until measured."""
+    n, L, d = model["n_params"], model["layers"], model["hidden"]
     rate = mfu * peak_tflops * 1e12
-    train_s = {rid: 6 * n_params * tok * (4 / 3 if checkpointing else 1) / rate for rid, tok in run_tokens.items()}
-    n_evals, eval_tokens = 0, 0
+    ck = 4 / 3 if checkpointing else 1.0
+    train_s = {rid: (6 * n * tok + 6 * L * d * sq) * ck / rate for rid, (tok, sq) in run_tokens.items()}
+    n_evals, eval_tokens, eval_flops = 0, 0, 0.0
     for group in ("presets", "sweep"):
         for ss in settings[group].values():
-            for composer, mode, n in ss:
+            for composer, mode, size in ss:
                 for proto in protocols:
+                    t = tasks[f"{composer}|{mode}|{size}|{proto}"]
                     n_evals += 1
-                    eval_tokens += tasks[f"{composer}|{mode}|{n}|{proto}"]["n_tokens"]
-    eval_s = 2 * n_params * eval_tokens / rate
-    fixed = (OVERHEAD_S["install"] + OVERHEAD_S["run"] * len(run_tokens) + OVERHEAD_S["eval"] * n_evals
-             + OVERHEAD_S["speed"] + OVERHEAD_S["notebooks"])
+                    eval_tokens += t["n_tokens"]
+                    eval_flops += 2 * n * t["n_tokens"] + 2 * L * d * t["n_tokens_sq"]
+    eval_s = eval_flops / rate
+    o = OVERHEAD_S
+    fixed = (o["install"] + o["process"] * o["processes"] + o["speed"] + o["run"] * len(run_tokens)
+             + o["eval"] * n_evals + o["notebooks"])
     total = sum(train_s.values()) + eval_s + fixed
-    return {"assumed_mfu": mfu, "peak_tflops": peak_tflops, "n_params": n_params,
-            "train_tokens": sum(run_tokens.values()), "train_s": round(sum(train_s.values()), 1),
+    return {"assumed_mfu": mfu, "peak_tflops": peak_tflops, **model,
+            "train_tokens": sum(t for t, _ in run_tokens.values()), "train_s": round(sum(train_s.values()), 1),
             "per_run_train_s": {k: round(v, 1) for k, v in train_s.items()}, "evaluations": n_evals,
-            "eval_tokens": eval_tokens, "eval_s": round(eval_s, 1), "fixed_s": fixed, "total_s": round(total, 1),
+            "eval_tokens": eval_tokens, "eval_s": round(eval_s, 1), "fixed_s": round(fixed, 1),
+            "total_s": round(total, 1),
             "note": "estimated from FLOPs at an assumed MFU, not measured: replace with the run's stage times"}
 
 
@@ -248,7 +259,7 @@ def build_bundle(profile: str, out: str | Path = DEFAULT_DIR, *, overrides: list
 
     t_start = time.time()
     overrides = list(overrides or [])
-    bundle = Path(out)
+    bundle = Path(out) if out else DEFAULT_DIR
     cfg, base, grid = resolved_runs(profile, overrides)
     data = Path(data_dir) if data_dir else results_dir(profile) / "data"
     spec = (cfg.get("data") or {}).get("spec") or f"configs/data/{profile}.toml"
@@ -294,10 +305,12 @@ def build_bundle(profile: str, out: str | Path = DEFAULT_DIR, *, overrides: list
         shutil.rmtree(bundle / "wheels")
 
     model = build_model((base.get("model") or {})["preset"], len(tok), seed=0)
-    n_params = count_parameters(model)["total"]
+    dims = {"n_params": count_parameters(model)["total"], "layers": int(model.config.num_hidden_layers),
+            "hidden": int(model.config.hidden_size)}
     del model
     protocols = [p.strip() for p in str(ev.get("protocol", "thesis")).split(",") if p.strip()]
-    est = estimate(n_params, run_tokens, settings, tasks, protocols)
+    gc = base.get("gradient_checkpointing", "auto")
+    est = estimate(dims, run_tokens, settings, tasks, protocols, checkpointing=gc in (True, "auto"))
     files = {}
     for f in sorted(p for p in bundle.rglob("*") if p.is_file() and p.name != "manifest.json"
                     and ".site" not in p.relative_to(bundle).parts):
@@ -311,7 +324,7 @@ def build_bundle(profile: str, out: str | Path = DEFAULT_DIR, *, overrides: list
         "sweep_runs": list(settings["sweep"]), "settings": settings, "protocols": protocols,
         "benchmark": {"name": bench.name, "n_datapoints": len(bench.datapoints), "limit": ev.get("limit"),
                       "per_repo": ev.get("per_repo"), "snapshots": False},
-        "sequences": sequences, "run_tokens": run_tokens, "tasks": tasks, "tokenizer_fingerprint": tok_hash,
+        "sequences": sequences, "run_tokens": {k: v[0] for k, v in run_tokens.items()}, "tasks": tasks, "tokenizer_fingerprint": tok_hash,
         "wheels": [f"{n}=={v}" for n, v in wheel_pins], "estimate": est,
         "total_bytes": total, "total_mib": round(total / 2**20, 2), "files": files,
         "build_s": round(time.time() - t_start, 1),

@@ -112,7 +112,6 @@ class Driver:
         self.root = results / self.profile
         self.log_dir = self.root / "gpu_run" / "logs"
         self.site = self.bundle / ".site"
-        self.bench_files: list[str] = []
         self.state: dict[str, Any] = {"profile": self.profile, "device": device, "stages": {},
                                       "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                       "bundle_built_at": self.manifest.get("built_at"),
@@ -224,16 +223,18 @@ class Driver:
             raise RunError("no CUDA GPU is visible: pass --device cpu for a CPU rehearsal")
         return rc
 
+    def speed_csv(self) -> Path:
+        return self.results / "bench" / ("training_gpu_paper_shape.csv" if self.device != "cpu"
+                                         else "training_cpu_rehearsal.csv")
+
     def stage_speed(self, log) -> int:
-        out = self.results / "bench" / ("training_gpu_paper_shape.csv" if self.device != "cpu" else "training_cpu_rehearsal.csv")
+        out = self.speed_csv()
         if self.device == "cpu":
             shape = ["--preset", "smoke", "--seq-len", "256", "--steps", "1", "--per-step", "2", "--device", "cpu"]
         else:
             shape = ["--preset", "opencoder-1.5b-shape", "--seq-len", "16384", "--steps", "3", "--per-step", "2"]
-        rc = self.child("speed", self.py("-m", "rlctx_utils.training.throughput", *shape, "--micro-sequences", "1",
-                                         "--peak-tflops", str(self.peak_tflops), "--out", str(out)), log)
-        self.bench_files += [str(out), str(out.with_suffix(".json"))]
-        return rc
+        return self.child("speed", self.py("-m", "rlctx_utils.training.throughput", *shape, "--micro-sequences", "1",
+                                           "--peak-tflops", str(self.peak_tflops), "--out", str(out)), log)
 
     def _prepare_results(self) -> None:
         """The tokenizer and benchmark where the profile's runs and evaluations look for them."""
@@ -323,7 +324,7 @@ class Driver:
             if not p.is_file() or rel[0] in ("data", "cache") or "checkpoints" in rel or p.name.startswith("."):
                 continue
             files.append(p)
-        files += [Path(f) for f in self.bench_files if Path(f).is_file()]
+        files += [p for p in (self.speed_csv(), self.speed_csv().with_suffix(".json")) if p.is_file()]  # reruns too
         self.out.mkdir(parents=True, exist_ok=True)
         dest = self.out / archive_name(self.profile)
         for drop_tb in (False, True):

@@ -25,7 +25,8 @@ ROOTS = ("tree-sitter", "tree-sitter-python", "dulwich", "papermill", "nbclient"
 #: On the GPU machine already (with all they depend on).
 PRESENT = ("torch", "transformers", "accelerate", "peft", "pandas", "pyarrow", "tokenizers", "matplotlib",
            "seaborn", "scipy", "numpy")
-PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64")
+#: glibc 2.28 at most (2018): a newer build (debugpy offers 2.34) falls back to its pure-Python wheel.
+PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
 TARGET_MARKERS = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
                   "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
                   "implementation_name": "cpython", "platform_python_implementation": "CPython"}
