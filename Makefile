@@ -38,7 +38,7 @@ help:  ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|gpu-small|paper), PYTHON=$(PYTHON)"
 
-all: setup $(PAPER_NOTEBOOKS) $(CHEAP_NOTEBOOKS) $(OUR_NOTEBOOKS)  ## set up .venv, then regenerate every table, figure and REPORT.md
+all: setup $(PAPER_NOTEBOOKS) $(CHEAP_NOTEBOOKS) $(OUR_NOTEBOOKS) $(TRAINING_NOTEBOOKS)  ## set up .venv, then regenerate every table, figure and REPORT.md
 	$(BIN)/rlctx report
 
 # Which torch wheel `make setup` installs (its version is always the lock's):
@@ -96,7 +96,14 @@ $(EXEC)/%/$(1).ipynb: notebooks/$(1).py $$$$(wildcard results/$$$$*/evals/*.summ
 endef
 $(foreach nb,06_evaluation 07_masked_vs_full 08_extrapolation 09_toy_scale,$(eval $(call OUR_NOTEBOOK_RULE,$(nb))))
 
-figures: $(PAPER_NOTEBOOKS) $(CHEAP_NOTEBOOKS) $(OUR_NOTEBOOKS)  ## regenerate tables and figures from committed results
+# Stage-A logs and the tuning sweep (notebook 04 plots committed logs; it trains only with -p train True).
+TRAINING_NOTEBOOKS := $(foreach p,$(OUR_PROFILES),$(EXEC)/$(p)/04_base_pretraining.ipynb)
+$(EXEC)/%/04_base_pretraining.ipynb: notebooks/04_base_pretraining.py $$(wildcard results/$$*/runs/base/metrics.csv) \
+                                     $$(wildcard results/$$*/tuning/*.csv) rlctx_utils/training/plots.py \
+                                     rlctx_utils/training/tuning.py | $(STAMP)
+	$(BIN)/rlctx notebook run 04_base_pretraining --profile $* --out-dir $(EXEC)/$*
+
+figures: $(PAPER_NOTEBOOKS) $(CHEAP_NOTEBOOKS) $(OUR_NOTEBOOKS) $(TRAINING_NOTEBOOKS)  ## regenerate tables and figures from committed results
 	$(BIN)/rlctx report
 
 report: | $(STAMP)  ## rebuild paper/REPORT.md from what is in paper/ (about 1 s)

@@ -59,3 +59,12 @@ def test_repeat_warmup_comes_first_then_the_usual_order(py_tokenizer):
     n = len(plain)
     assert [warm.get(6 + p).meta["id"] for p in range(2 * n)] == [plain.get(p).meta["id"] for p in range(2 * n)]
     assert plain.order_hash() == corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=5).order_hash()
+
+
+def test_random_repeats_can_draw_from_a_small_alphabet(py_tokenizer):
+    files = [(f"pkg/m{i}.py", "\n".join(f"x{i}_{j} = {j}" for j in range(80))) for i in range(6)]
+    src = corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=2, repeat_fraction=0.5,
+                        repeat_kind="random", repeat_alphabet=20)
+    n = len(corpus_source(files, tokenizer=py_tokenizer, seq_len=64, seed=2))
+    used = {t for i in range(n, len(src)) for t in src.build(i).input_ids}
+    assert 10 < len(used) <= 20 and not used & set(py_tokenizer.all_special_ids)

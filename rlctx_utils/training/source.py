@@ -95,7 +95,7 @@ REPEAT_KINDS = ("code", "random")
 
 def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: int,
                   fmt: str = "opencoder", batch: int = 256, repeat_fraction: float = 0.0,
-                  repeat_kind: str = "code", repeat_warmup: int = 0) -> SequenceSource:
+                  repeat_kind: str = "code", repeat_warmup: int = 0, repeat_alphabet: int = 0) -> SequenceSource:
     """Stage A: every file rendered and cut into windows of ``seq_len`` tokens (full loss).
 
     Files are tokenized in batches up front (the corpus is small at CPU scale); the windows are the
@@ -107,6 +107,8 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
     ``random``: tokens drawn uniformly from the ordinary (non-special) vocabulary. Each repeat item
     is built from a seed derived from ``(seed, item id)``, like every other item. This is the
     curriculum that makes induction heads form within a CPU budget (results/cpu/tuning/).
+    ``repeat_alphabet`` > 0 draws ``random`` repeats from that many ordinary ids only (a seeded
+    choice): a small alphabet is where induction heads were seen to form within a few hundred steps.
     ``repeat_warmup`` > 0 puts that many repeat sequences first (a warm-up phase of repeats only,
     before the mixed, shuffled order).
     """
@@ -151,6 +153,9 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
     ids.extend(f"repeat-warmup-{repeat_kind}:{k}" for k in range(int(repeat_warmup)))
     special = set(getattr(tokenizer, "all_special_ids", None) or [])
     ordinary = np.array([t for t in range(len(tokenizer)) if t not in special], dtype=np.int64)
+    if repeat_alphabet:
+        pick = np.random.default_rng(derive_seed(seed, "repeat-alphabet")).permutation(len(ordinary))
+        ordinary = np.sort(ordinary[pick[: int(repeat_alphabet)]])
     half = max(1, seq_len // 2)
 
     def repeat_sequence(i: int) -> list[int]:
@@ -176,7 +181,7 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
 # ------------------------------------------------------------------------ pre-tokenized sequences
 #: What decides a run's token sequences (not its loss: masked and full runs share the tokens).
 COMPOSITION_KEYS = {"base": ("stage", "seq_len", "seed", "fmt", "repeat_fraction", "repeat_kind",
-                             "repeat_warmup_steps", "sequences_per_step"),
+                             "repeat_warmup_steps", "repeat_alphabet", "sequences_per_step"),
                     "repo": ("stage", "seq_len", "seed", "fmt", "composer", "mode", "completion_max_tokens",
                              "repo_name_header", "split")}
 SEQUENCES_FORMAT = 1
@@ -185,7 +190,7 @@ SEQUENCES_FORMAT = 1
 def composition(run: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved run that decides its sequences' tokens (loss aside)."""
     defaults = {"fmt": "opencoder", "mode": "original", "completion_max_tokens": None,
-                "repeat_fraction": 0.0, "repeat_kind": "code", "repeat_warmup_steps": 0,
+                "repeat_fraction": 0.0, "repeat_kind": "code", "repeat_warmup_steps": 0, "repeat_alphabet": 0,
                 "repo_name_header": False, "split": "train"}
     out = {k: run.get(k, defaults.get(k)) for k in COMPOSITION_KEYS[run["stage"]]}
     out["seq_len"], out["seed"] = int(out["seq_len"]), int(out["seed"])
