@@ -5,8 +5,9 @@ trained checkpoint (``--checkpoint PATH``) the script builds the profile's prese
 initialisation with the profile's tokenizer. Without the profile's mined benchmark
 (``results/<profile>/data``) it builds ``--datapoints`` stand-in datapoints from CPython's
 standard library (each package a repository snapshot, one module its completion file). Writes
-``results/bench/incontext_<profile>.csv`` (+ ``.json``): seconds per measure and setting, and the
-whole in-context evaluation of one checkpoint.
+``results/bench/incontext_<profile>.csv`` (+ ``.json``): wall and CPU seconds per measure and
+setting (CPU seconds / threads = the wall time on a quiet machine; the wall time depends on what
+else shares the cores), tokens forwarded, and the sums for one checkpoint.
 
     python bench/bench_incontext.py --profile cpu --datapoints 45
 """
@@ -78,41 +79,56 @@ def main() -> None:
     else:
         dps, bench = stdlib_datapoints(args.datapoints, seed), f"{args.datapoints} stdlib stand-in datapoints"
     rows = []
-    timings: dict[str, float] = {}
-    res = incontext.measure_checkpoint(model, tok, dps, cfg=cfg, seed=seed,
-                                       batch_tokens=int(cfg["eval"].get("batch_tokens", 8192)), timings=timings)
-    L, w = incontext.incontext_config(cfg)["length"], incontext.incontext_config(cfg)["within_file"]
-    for m in incontext.MEASURES:
-        r = res.set_index("measure").loc[m]
-        tokens = int(r["n"]) * (2 * L if m.startswith("copy") else w[-1])
-        rows.append({"measure": m, "setting": "", "seconds": round(timings[m], 2), "n": int(r["n"]),
-                     "tokens": tokens})
+    ic = incontext.incontext_config(cfg)
+    L, n, w = ic["length"], ic["sequences"], ic["within_file"]
+    bt = int(cfg["eval"].get("batch_tokens", 8192))
+
+    def timed(fn):
+        """(result, wall seconds, CPU seconds of this process: the wall time of a quiet machine
+        times the threads used, whatever else shares the cores)"""
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        return out, time.perf_counter() - w0, time.process_time() - c0
+
+    r, wall, cpu = timed(lambda: incontext.copy_score(model, incontext.random_chunks(tok, n=n, length=L, seed=seed),
+                                                      n_resamples=ic["bootstrap"], batch_tokens=bt))
+    rows.append({"measure": "copy_random", "setting": "", "n": r["n"], "tokens": r["n"] * 2 * L,
+                 "wall_s": wall, "cpu_s": cpu})
+    chunks, repos = incontext.code_chunks(dps, tok, n=n, length=L, seed=seed)
+    r, wall, cpu = timed(lambda: incontext.copy_score(model, chunks, repos, measure="copy_code",
+                                                      n_resamples=ic["bootstrap"], batch_tokens=bt))
+    rows.append({"measure": "copy_code", "setting": "", "n": r["n"], "tokens": r["n"] * 2 * L,
+                 "wall_s": wall, "cpu_s": cpu})
+    r, wall, cpu = timed(lambda: incontext.within_file_score(model, dps, tok, windows=w, n_resamples=ic["bootstrap"],
+                                                             batch_tokens=bt))
+    rows.append({"measure": "within_file", "setting": "", "n": r["n"], "tokens": r["n"] * w[-1],
+                 "wall_s": wall, "cpu_s": cpu})
     first = True
     for s in presets.preset_settings(cfg):
+        # Or-ext of a Path Distance checkpoint is its PD-ext (computed once); of another run, its own
+        # composer at the same length: timed here as Path Distance again
         composer = presets.PATH_DISTANCE if s.composer == presets.OWN else s.composer
-        t0 = time.perf_counter()
-        rec = incontext.file_loss_records(model, tok, dps, composer=composer, max_context=s.max_context,
-                                          completion_max=completion_budget(cfg, s.max_context), seed=seed,
-                                          batch_tokens=int(cfg["eval"].get("batch_tokens", 8192)))
+        rec, wall, cpu = timed(lambda: incontext.file_loss_records(
+            model, tok, dps, composer=composer, max_context=s.max_context,
+            completion_max=completion_budget(cfg, s.max_context), seed=seed, batch_tokens=bt))
         ctx = rec[rec["context_tokens"] > 0]  # forwarded with context; the no-context pass once per checkpoint
         tokens = int((ctx["context_tokens"] + ctx["file_tokens"]).sum()) + (int(rec["file_tokens"].sum()) if first else 0)
         first = False
-        rows.append({"measure": "perplexity", "setting": s.label, "seconds": round(time.perf_counter() - t0, 2),
-                     "n": len(rec), "tokens": tokens})
-    df = pd.DataFrame(rows)
-    # Or-ext is PD-ext for Path Distance runs and computed once: count it as one more setting anyway
-    total = float(df["seconds"].sum())
-    tok_s = float(df["tokens"].sum()) / total
+        rows.append({"measure": "perplexity", "setting": s.label, "n": len(rec), "tokens": tokens,
+                     "wall_s": wall, "cpu_s": cpu})
+    df = pd.DataFrame(rows).round({"wall_s": 2, "cpu_s": 2})
+    wall, cpu = float(df["wall_s"].sum()), float(df["cpu_s"].sum())
     out = BENCH_RESULTS / f"incontext_{args.profile}.csv"
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)
     write_sidecar(out, {"profile": args.profile, "model": what, "benchmark": bench, "datapoints": len(dps),
-                        "threads": args.threads, "total_s_per_checkpoint": round(total, 1),
-                        "tokens_per_checkpoint": int(df["tokens"].sum()), "forward_tokens_per_s": round(tok_s),
-                        "load_average": list(os.getloadavg())}, wall_time_s=total)
+                        "threads": args.threads, "wall_s_per_checkpoint": round(wall, 1),
+                        "cpu_s_per_checkpoint": round(cpu, 1), "tokens_per_checkpoint": int(df["tokens"].sum()),
+                        "load_average": list(os.getloadavg())}, wall_time_s=wall)
     print(df.to_string(index=False))
-    print(f"total per checkpoint: {total:.1f} s, {int(df['tokens'].sum()):,} tokens forwarded ({tok_s:,.0f}/s; "
-          f"{len(dps)} datapoints, {what}; load average {os.getloadavg()[0]:.1f})")
+    print(f"per checkpoint: {wall:.1f} s wall, {cpu:.1f} s CPU ({args.threads} threads: about {cpu / args.threads:.0f} s "
+          f"on a quiet machine), {int(df['tokens'].sum()):,} tokens forwarded; {len(dps)} datapoints, {what}; "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
