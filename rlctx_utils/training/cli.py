@@ -104,6 +104,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--plan", action="store_true", help="print the variants' steps and speeds, train nothing")
     t.add_argument("--collect", action="store_true", help="only rebuild the CSVs from the runs' logs")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.__class__ = _OverridesAnywhere
     t.set_defaults(func=cmd_tune)
 
     r = subparsers.add_parser("release", help="commit a finished run's weights as the profile's released base "

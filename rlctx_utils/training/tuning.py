@@ -201,8 +201,25 @@ def run_sweep(cfg: dict[str, Any], *, names: list[str] | None = None, results_ro
         print(f"== tuning variant {v['name']}: {run['stop_step']} steps ({run['tuning']['tokens_per_s']:.0f} "
               f"tok/s from {run['tuning']['speed_from']})", flush=True)
         run.pop("tuning")
+        _ensure_tokenizer(run, v)
         train(run, out_dir=out, resume=True, progress=progress)
     return collect(cfg, results_root=results_root)
+
+
+def _ensure_tokenizer(run: dict[str, Any], variant: dict[str, Any]) -> None:
+    """A variant with its own vocabulary: train its BPE on the run's corpus once (as the study's was)."""
+    if not variant.get("vocab_size"):
+        return
+    path = Path(run["tokenizer"])
+    path = path if path.is_absolute() else REPO_ROOT / path
+    if (path / "tokenizer.json").exists():
+        return
+    from ..tokenizer import train_tokenizer
+    from .loop import load_training_data
+
+    print(f"training a {int(variant['vocab_size'])}-token BPE for variant {variant['name']} into {path}", flush=True)
+    texts = [text for _, text in load_training_data(run, path.parent)]
+    train_tokenizer(texts, vocab_size=int(variant["vocab_size"]), out_dir=path)
 
 
 def collect(cfg: dict[str, Any], *, results_root: str | Path | None = None) -> pd.DataFrame:
