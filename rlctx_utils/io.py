@@ -277,3 +277,14 @@ def write_sidecar(result_path: str | os.PathLike[str], config: dict[str, Any],
     """Write ``<result>.json`` beside a result file (``foo.parquet`` -> ``foo.json``)."""
     p = Path(result_path)
     return write_json(p.with_suffix(".json"), sidecar(config, wall_time_s, **extra))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

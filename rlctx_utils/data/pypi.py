@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..io import sha256_file
 from ..paths import cache_dir
 from .config import MiningConfig
 from .errors import DownloadError, SpecError
@@ -146,12 +147,6 @@ def sdist_cache() -> Path:
     return cache_dir() / "sdists"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _session():

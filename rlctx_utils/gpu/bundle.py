@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..io import sha256_file as sha256
 from ..io import read_json, write_json
 from ..paths import CONFIGS, REPO_ROOT, results_dir
 
@@ -45,12 +46,6 @@ class BundleError(RuntimeError):
     """A bundle that cannot be built as asked; the message says what to do."""
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def profile_fingerprint(profile: str, overrides: list[str]) -> str:

@@ -21,12 +21,12 @@ released log exactly (the run is seeded: ``tests/test_release.py`` shows it on t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from ..io import sha256_file as _sha256
 from ..io import atomic_dir, read_json, write_json
 from ..paths import results_dir
 
@@ -45,12 +45,6 @@ def release_dir(profile: str, run_id: str = "base", results_root: str | Path | N
     return Path(results_root or results_dir(profile)) / "release" / run_id
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_release(run_dir: str | Path, out: str | Path) -> dict[str, Any]:

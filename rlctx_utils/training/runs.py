@@ -34,9 +34,10 @@ STAGES = ("base", "repo")
 SECTION = {"base": "base_training", "repo": "repo_training"}
 #: Keys that change how a run is observed, not what it computes (left out of its identity).
 #: ``incontext_every``: copy scores logged every N steps (forward passes only, no random state
-#: used), see :mod:`rlctx_utils.evaluation.incontext`.
+#: used), see :mod:`rlctx_utils.evaluation.incontext`; ``probe_data``: whose validation split
+#: they use; ``sequences``: pre-tokenized arrays of the same tokens (rlctx gpu bundle).
 VOLATILE_KEYS = ("debug", "log_every", "save_every", "threads", "progress", "out_dir", "incontext_every",
-                 "probe_data")
+                 "probe_data", "sequences")
 
 
 class RunError(ValueError):
