@@ -267,3 +267,25 @@ def test_metrics_log_keeps_copy_columns_on_resume(tmp_path):
     assert m["step"].tolist() == [1, 2, 3] and list(m.columns) == [*METRIC_FIELDS, *incontext.TRAINING_FIELDS]
     assert m["copy_random"].isna().tolist() == [True, False, True] and m.at[1, "copy_code"] == -0.5
     assert incontext.curve_from_metrics(tmp_path / "metrics.csv")["step"].tolist() == [2]
+
+
+def test_copying_curve_reads_checkpoint_steps_without_running_pickles(tmp_path):
+    import pickle
+
+    from rlctx_utils.training.loop import TrainingError
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    ck = tmp_path / "step-7"
+    ck.mkdir()
+    with open(ck / "trainer_state.pt", "wb") as fh:
+        pickle.dump({"step": Payload()}, fh)
+    with pytest.raises(TrainingError, match="cannot be loaded safely"):
+        incontext._step_of(ck)
+    assert not marker.exists()
+    (ck / "trainer_state.pt").unlink()
+    assert incontext._step_of(ck) == 7

@@ -421,9 +421,9 @@ def _step_of(path: Path) -> int | None:
     """Optimizer step of a checkpoint folder (its ``trainer_state.pt``, else ``step-<N>``)."""
     st = path / "trainer_state.pt"
     if st.exists():
-        import torch
+        from ..training.loop import safe_load  # tensors and plain data only: a crafted file is refused
 
-        return int(torch.load(st, weights_only=False)["step"])
+        return int(safe_load(st)["step"])
     m = re.fullmatch(r"step-(\d+)", path.name)
     return int(m.group(1)) if m else None
 
