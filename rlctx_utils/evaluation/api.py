@@ -457,3 +457,29 @@ def collect_results(profile: str, out_dir: str | os.PathLike[str] | None = None)
 def load_lines(profile: str, eval_id_: str, out_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """The per-line records of one stored evaluation."""
     return pd.read_parquet(evals_dir(profile, out_dir) / f"{eval_id_}.parquet")
+
+
+def checkpoints_to_measure(run_ids: list[str], runs_root: Path, out: Path, identity_of, rows: list[dict[str, Any]], *,
+                           checkpoint: str = "final"):
+    """The runs whose ``<runs_root>/<id>/checkpoints/<checkpoint>`` needs measuring into ``out/<id>.csv``.
+
+    Yields ``(run_id, checkpoint folder, result path, CheckpointInfo, identity)`` for each one to
+    compute; appends a row to ``rows`` for the others: ``stored``/``missing`` (no checkpoint here:
+    a fresh clone keeps the committed result) or ``skipped`` (the stored sidecar has this identity,
+    ``identity_of(info)``). Shared by the per-checkpoint results (loss by position, in-context scores).
+    """
+    from ..io import read_json
+
+    for rid in run_ids:
+        ck = runs_root / rid / "checkpoints" / checkpoint
+        path = out / f"{rid}.csv"
+        if not ck.is_dir():
+            rows.append({"run_id": rid, "state": "stored" if path.exists() else "missing", "wall_time_s": 0.0})
+            continue
+        info = read_run_record(ck)
+        ident = identity_of(info)
+        side = path.with_suffix(".json")
+        if path.exists() and side.exists() and (read_json(side).get("config") or {}).get("identity") == ident:
+            rows.append({"run_id": rid, "state": "skipped", "wall_time_s": 0.0})
+            continue
+        yield rid, ck, path, info, ident

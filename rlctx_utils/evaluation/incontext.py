@@ -343,7 +343,7 @@ def run_incontext(profile: str, run_ids: Sequence[str] | None = None, *, cfg: di
     of each measure.
     """
     from ..config import load_profile
-    from .api import default_benchmark, load_benchmark, read_run_record
+    from .api import checkpoints_to_measure, default_benchmark, load_benchmark
 
     cfg = cfg if cfg is not None else load_profile(profile)
     ic = incontext_config(cfg)
@@ -354,23 +354,18 @@ def run_incontext(profile: str, run_ids: Sequence[str] | None = None, *, cfg: di
     if run_ids is None:
         run_ids = sorted(p.parent.parent.name for p in runs_root.glob(f"*/checkpoints/{checkpoint}") if p.is_dir())
     out = incontext_dir(profile, out_dir, results_root)
-    bench = benchmark
     rows = []
     cols = ["run_id", "state", "wall_time_s", *[f"{m}_s" for m in MEASURES]]
-    for rid in run_ids:
-        ck = runs_root / rid / "checkpoints" / checkpoint
-        path = out / f"{rid}.csv"
-        if not ck.is_dir():
-            rows.append({"run_id": rid, "state": "stored" if path.exists() else "missing", "wall_time_s": 0.0})
-            continue
-        if bench is None:
-            bench = load_benchmark(default_benchmark(profile, cfg))
-        info = read_run_record(ck)
-        ident = _identity(info, bench, ic, seed, fmt)
-        side = path.with_suffix(".json")
-        if path.exists() and side.exists() and (read_json(side).get("config") or {}).get("identity") == ident:
-            rows.append({"run_id": rid, "state": "skipped", "wall_time_s": 0.0})
-            continue
+    state = {"bench": benchmark}
+
+    def identity_of(info: Any) -> dict[str, Any]:
+        if state["bench"] is None:
+            state["bench"] = load_benchmark(default_benchmark(profile, cfg))
+        return _identity(info, state["bench"], ic, seed, fmt)
+
+    for rid, ck, path, info, ident in checkpoints_to_measure(run_ids, runs_root, out, identity_of, rows,
+                                                            checkpoint=checkpoint):
+        bench = state["bench"]
         from ..models import load_model
         from ..tokenizer import load_tokenizer
 
