@@ -24,7 +24,7 @@
 
 # %% tags=["parameters"]
 profile = "cpu"       # the committed toy study
-protocol = "thesis"
+protocol = ""       # default: the profile's [eval] protocol (the first of a comma list)
 results_csv = "results/paper/results.csv"
 metrics_to_show = "em,token_acc"
 figures_dir = "paper/figures"
@@ -42,10 +42,12 @@ from pathlib import Path
 from IPython.display import Image, display
 
 from rlctx_utils import plots, published
-from rlctx_utils.evaluation import report
+from rlctx_utils.config import load_profile
+from rlctx_utils.evaluation import presets, report
 
+protocol = protocol or presets.default_protocol(load_profile(profile))
+print(f"protocol: {protocol}")
 if evaluate:
-    from rlctx_utils.config import load_profile
     from rlctx_utils.evaluation.cli import launch_eval
 
     ids = list(sweep_runs) or list((load_profile(profile).get("eval") or {}).get("sweep_runs") or [])

@@ -27,7 +27,7 @@
 
 # %% tags=["parameters"]
 profile = "cpu"
-protocol = "thesis"
+protocol = ""       # default: the profile's [eval] protocol (the first of a comma list)
 results_csv = "results/paper/results.csv"
 tables_dir = "paper/tables"
 figures_dir = "paper/figures"
@@ -46,10 +46,12 @@ from IPython.display import Image, Markdown, display
 
 from rlctx_utils import published, toy_scale
 from rlctx_utils.config import load_profile
-from rlctx_utils.evaluation import report
+from rlctx_utils.evaluation import presets, report
 
 paper = published.load(Path(results_csv))
 cfg = load_profile(profile)
+protocol = protocol or presets.default_protocol(cfg)
+print(f"protocol: {protocol}")
 ours = report.load(profile)
 print(f"{len(ours)} summary rows of profile {profile}")
 

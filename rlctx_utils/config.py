@@ -55,7 +55,7 @@ _TRAINING_KEYS = frozenset({
     "composer", "corpus", "cpu", "data_dir", "debug", "dtype", "eps", "file_level_seq_len", "fmt",
     "gradient_checkpointing", "incontext_every", "keep_checkpoints", "log_every", "lora", "loss", "lr",
     "micro_batch_sequences", "micro_batch_tokens", "min_lr", "mixed_precision", "mode", "packing",
-    "probe_data", "progress", "repeat_alphabet", "repeat_fraction", "repeat_kind", "repeat_warmup_steps", "repo_name_header", "rope_kwargs", "rope_theta", "rope_variant", "run_id", "save_every",
+    "probe_data", "progress", "repeat_alphabet", "repeat_fraction", "repeat_isolated", "repeat_span", "repeat_kind", "repeat_warmup_steps", "repo_name_header", "rope_kwargs", "rope_theta", "rope_variant", "run_id", "save_every",
     "schedule", "decay_steps", "schedule_steps", "seed", "seq_len", "sequences", "sequences_per_step", "split", "stop_step", "threads",
     "tokenizer", "warmup_steps", "weight_decay"})
 
@@ -72,7 +72,7 @@ OPTIONAL_KEYS: dict[str, set[str]] = {
     "base_training": set(_TRAINING_KEYS),
     "repo_training": set(_TRAINING_KEYS) | {"runs"},
     "eval": {"batch_tokens", "benchmark", "categories", "decode_tokens", "limit", "protocol", "seed",
-             "sweep", "sweep_runs", "incontext", "per_repo"},
+             "sweep", "sweep_runs", "incontext", "per_repo", "positions_runs"},
 }
 #: Sections (or keys) whose content is free-form: test hooks, adapter and RoPE settings.
 FREE_FORM = frozenset({"debug", "notebooks", "lora", "rope_kwargs"})

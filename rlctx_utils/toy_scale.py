@@ -757,7 +757,10 @@ def write_our_tables(ours: pd.DataFrame, profile: str, *, protocol: str = "thesi
     out_dir = Path(out_dir) if out_dir else TABLES
     from .evaluation.report import sort_runs
 
-    d = sort_runs(ours[(ours["table"] == "eval") & (ours["protocol"] == protocol)])
+    from .evaluation.api import BEYOND_PAPER
+
+    d = ours[(ours["table"] == "eval") & (ours["protocol"] == protocol)]
+    d = sort_runs(d[~d["note"].fillna("").astype(str).str.startswith(BEYOND_PAPER)])  # the paper's grid only
     if d.empty:
         return []
     both = d.groupby(["composer", "mode"])["loss"].nunique()

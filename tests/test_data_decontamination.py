@@ -1,4 +1,4 @@
-"""The cpu-v2 data spec (issue 15) and the decontamination check on crafted inputs."""
+"""The cpu data spec of issue 15 (configs/data/cpu.toml, once cpu-v2) and the decontamination check on crafted inputs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rlctx_utils.data.store import save_corpus, save_datapoints
 from rlctx_utils.data.types import Datapoint
 
 ROOT = Path(__file__).resolve().parents[1]
-V2 = ROOT / "configs" / "data" / "cpu-v2.toml"
+V2 = ROOT / "configs" / "data" / "cpu.toml"
 
 HELD = "def held_out(a, b):\n    total = a + b\n    return total * 2  # a benchmark file long enough\n"
 OTHER = "class Unrelated:\n    def method(self):\n        return 'nothing in common with the benchmark'\n"
@@ -51,7 +51,7 @@ def test_cpu_v2_releases_are_in_version_order():
 
 def test_cpu_v2_keeps_the_cpu_spec_pins():
     """The old benchmark stays in the new one (same sdists), the old training packages stay training."""
-    old, new = load_spec(ROOT / "configs" / "data" / "cpu.toml"), load_spec(V2)
+    old, new = load_spec(ROOT / "configs" / "data" / "cpu-v1.toml"), load_spec(V2)
     new_by_name = {p.name: p for p in new.packages}
     for p in old.packages:
         if p.split == "benchmark":

@@ -138,12 +138,33 @@ def read_run_record(checkpoint: str | os.PathLike[str]) -> CheckpointInfo:
                 name += f", θ={theta:,.0f}"
             if info.loss == "full":
                 name += ", full"
+        extra = beyond_paper(rec)
+        if extra:
+            name += f" ({extra})"
         info.name = name + step
         info.fingerprint = f"{rec.get('run_id')}:{rec.get('config_hash')}:{p.name}"
     else:
         info.name = Path(str(checkpoint)).name if is_path else str(checkpoint)
         info.fingerprint = ref
     return info
+
+
+#: Start of the ``note`` of every summary row of a run the paper does not have (LoRA, YaRN):
+#: such rows are shown beside the grid, never inside the paper's tables or findings.
+BEYOND_PAPER = "beyond the paper"
+
+
+def beyond_paper(rec: dict[str, Any]) -> str | None:
+    """What makes a run one the paper does not have: ``LoRA r16``, ``YaRN x2`` (from its run record)."""
+    parts = []
+    lora = rec.get("lora") or {}
+    if isinstance(lora, dict) and lora.get("r") and lora.get("enabled", True):
+        parts.append(f"LoRA r{int(lora['r'])}")
+    variant = rec.get("rope_variant") or "default"
+    if variant != "default":
+        factor = (rec.get("rope_kwargs") or {}).get("factor")
+        parts.append(f"{'YaRN' if variant == 'yarn' else variant} x{factor:g}" if factor else str(variant))
+    return ", ".join(parts) or None
 
 
 def model_theta(model) -> float | None:
@@ -289,7 +310,8 @@ def summary_rows(lines: pd.DataFrame, *, info: CheckpointInfo, profile: str, cfg
     df["max_context"] = max_context
     df["protocol"] = protocol
     df["benchmark"] = benchmark
-    df["note"] = note
+    extra = beyond_paper(info.record or {})
+    df["note"] = f"{BEYOND_PAPER}: {extra}" + (f"; {note}" if note else "") if extra else note
     return schema.conform(df)
 
 

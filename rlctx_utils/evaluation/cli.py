@@ -158,7 +158,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-context", type=int, help="maximum prompt length in tokens")
     p.add_argument("--preset", help="all, or a comma list of FL-base, PD-base, PD-ext, Or-ext")
     p.add_argument("--sweep", action="store_true", help="Path Distance at base/4 ... 8x extended length")
-    p.add_argument("--protocol", help="lca, thesis, thesis-separate, perplexity (completion-file loss with the "
+    p.add_argument("--protocol", help="lca, thesis, thesis-shared (one context per group of a file's lines: the cpu profile's, for speed), thesis-separate, perplexity (completion-file loss with the "
                    "setting's context minus without: how lca-baselines select composers), or a comma list such "
                    "as lca,thesis (default: the profile's [eval] protocol)")
     p.add_argument("--limit", type=int, help="first N datapoints of the benchmark only")

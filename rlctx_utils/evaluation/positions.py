@@ -88,8 +88,9 @@ def run_positions(profile: str, run_ids: Sequence[str] | None = None, *, max_len
     seed = int((cfg.get("eval") or {}).get("seed", cfg.get("seed", 0)))
     fmt = str((cfg.get("repo_training") or {}).get("fmt", "opencoder"))
     runs_root = Path(results_root or results_dir(profile)) / "runs"
-    if run_ids is None:
-        run_ids = sorted(p.parent.parent.name for p in runs_root.glob("*/checkpoints/final") if p.is_dir())
+    if run_ids is None:  # the profile's [eval] positions_runs, else every run with a final checkpoint
+        run_ids = list((cfg.get("eval") or {}).get("positions_runs") or []) or \
+            sorted(p.parent.parent.name for p in runs_root.glob("*/checkpoints/final") if p.is_dir())
     out = positions_dir(profile, out_dir, results_root)
     rows = []
     state = {"bench": benchmark}

@@ -111,3 +111,8 @@ def roles_of(composer: str, max_context: int, own_composer: str | None,
     if composer == PATH_DISTANCE and max_context in sweep_sizes(cfg):
         roles.append("sweep")
     return roles or ["custom"]
+
+
+def default_protocol(cfg: dict | None) -> str:
+    """The protocol a profile's tables and findings are read under: the first of its ``[eval] protocol``."""
+    return str(((cfg or {}).get("eval") or {}).get("protocol") or "thesis").split(",")[0].strip()

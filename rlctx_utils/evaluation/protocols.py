@@ -29,6 +29,17 @@ target line; the model must produce the target line. Two published protocols dif
     newline token" would), so a match here is exactly a greedy match without stripping. EM is averaged
     over lines.
 
+``thesis-shared`` (the thesis protocol with one context per group of lines, for CPU budgets)
+    As ``thesis`` (same target tokenization, teacher-forced argmax check, EM over lines), except
+    that the lines of a file share one composed context instead of each getting its own: going
+    from the file's last target line backwards, a line joins the group of a later line when the
+    context room that later line leaves (the budget minus its completion prefix) is at least half
+    the room it would get on its own; the composer sees the text above the group's *first* line
+    (so no line's own text or what follows reaches it). All lines of a group then share their
+    prompt up to the first line, so the fast engine computes that prefix once: about one window
+    per file instead of one per line. A line never gets less than half of its ``thesis`` context,
+    and gets the same when the file's lines fit (``tests/test_evaluation_shared.py``).
+
 ``perplexity`` (an in-context measure, not line completion)
     No target line: one forward pass per datapoint and setting scores the whole completion file
     (cut to the profile's completion budget) after the setting's composer context, and once more
@@ -77,9 +88,14 @@ class Protocol:
     #: to and including the target line is tokenized as one text and the target is every token that
     #: overlaps the line; ``separate`` = prefix and ``target + "\n"`` are tokenized on their own
     target_tokenization: str = "joint"
+    #: lines of a file share one composed context (``thesis-shared``); see the module docstring
+    shared_context: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["shared_context"]:  # the older protocols' identity stays what it was
+            del d["shared_context"]
+        return d
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -87,6 +103,9 @@ PROTOCOLS: dict[str, Protocol] = {
                     min_tokens=6, max_new_tokens=100),
     "thesis": Protocol("thesis", trailing_newline=True, generate=False, strip=False, file_average=False,
                        min_tokens=1, max_new_tokens=100, target_tokenization="joint"),
+    "thesis-shared": Protocol("thesis-shared", trailing_newline=True, generate=False, strip=False,
+                              file_average=False, min_tokens=1, max_new_tokens=100, target_tokenization="joint",
+                              shared_context=True),
     "thesis-separate": Protocol("thesis-separate", trailing_newline=True, generate=False, strip=False,
                                 file_average=False, min_tokens=1, max_new_tokens=100,
                                 target_tokenization="separate"),
@@ -99,7 +118,7 @@ FILE_PROTOCOLS = ("perplexity",)
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
-    """A protocol by name (``lca``, ``thesis``, ``thesis-separate``, ``perplexity``), or the given
+    """A protocol by name (``lca``, ``thesis``, ``thesis-shared``, ``thesis-separate``, ``perplexity``), or the given
     :class:`Protocol` itself."""
     if isinstance(protocol, Protocol):
         return protocol

@@ -159,6 +159,11 @@ def build_tasks(datapoints: Iterable[Datapoint], tokenizer, *, composer: str, ma
         from tqdm.auto import tqdm
         it = tqdm(dps, desc=f"prompts {composer}@{max_context}", unit="file")
     for dp in it:
+        if proto.shared_context:
+            tasks.extend(_shared_tasks(dp, tokenizer, proto, composer=composer, max_context=int(max_context),
+                                       budget=budget, lead=lead, mode=mode, fmt=fmt, seed=seed,
+                                       categories=categories, compose_fn=compose_fn, render_fn=render_fn))
+            continue
         for line, cat in dp.target_lines(categories):
             target = target_line(dp.completion_content, line)
             prefix = completion_prefix(dp.completion_content, line, proto)
@@ -178,6 +183,60 @@ def build_tasks(datapoints: Iterable[Datapoint], tokenizer, *, composer: str, ma
                 category=cat, prompt=lead + prompt, cont=cont, target=target,
                 truncated=bool(cut or getattr(comp, "truncated", False)), lead=lead_text))
     return tasks
+
+
+def shared_groups(rooms: Sequence[int]) -> list[list[int]]:
+    """Groups of lines that share one context (``thesis-shared``), from the context room each line
+    would get on its own (``rooms``, in file order, never increasing). Going backwards from the last
+    line, a line joins the current group while the group's room (its last line's) is at least half
+    its own; a line with no room joins only a group without room. Returns index lists in file order."""
+    groups: list[list[int]] = []
+    i = len(rooms) - 1
+    while i >= 0:
+        room, g = rooms[i], [i]
+        j = i - 1
+        while j >= 0 and (2 * room >= rooms[j] if room > 0 else rooms[j] <= 0):
+            g.append(j)
+            j -= 1
+        groups.append(sorted(g))
+        i = j
+    return groups[::-1]
+
+
+def _shared_tasks(dp: Datapoint, tokenizer, proto: Protocol, *, composer: str, max_context: int, budget: int,
+                  lead: list[int], mode: str, fmt: str, seed: int, categories: tuple[str, ...],
+                  compose_fn: Callable, render_fn: Callable) -> list[LineTask]:
+    """The ``thesis-shared`` tasks of one datapoint: per group of lines one composition, cut to the
+    room the group's last line leaves (see :func:`shared_groups`)."""
+    items = []
+    for line, cat in sorted(dp.target_lines(categories)):
+        target = target_line(dp.completion_content, line)
+        prefix = completion_prefix(dp.completion_content, line, proto)
+        rendered = render_fn(dp.completion_path, prefix, fmt)
+        comp_ids, cont, lead_text = split_joint(tokenizer, rendered + continuation_text(target, line, proto),
+                                                len(rendered))
+        items.append((line, cat, target, prefix, comp_ids, cont, lead_text))
+    rooms = [budget - len(it[4]) for it in items]
+    out: list[LineTask] = []
+    for g in shared_groups(rooms):
+        room = rooms[g[-1]]
+        ctx: list[int] = []
+        comp_truncated = False
+        if room > 0:
+            first_prefix = items[g[0]][3]
+            comp = compose_fn(composer, dp.snapshot, dp.completion_path, first_prefix, mode=mode, stage="eval",
+                              tokenizer=tokenizer, max_tokens=int(max_context),
+                              seed=composer_seed(composer, seed, dp), fmt=fmt)
+            ctx = list(comp.context_ids)
+            comp_truncated = bool(getattr(comp, "truncated", False))
+        kept = ctx[-room:] if room > 0 else []
+        for k in g:
+            line, cat, target, _, comp_ids, cont, lead_text = items[k]
+            prompt, cut = cut_left(kept, comp_ids, budget)
+            out.append(LineTask(datapoint=dp.id, repository=dp.repo, completion_path=dp.completion_path,
+                                line=line, category=cat, prompt=lead + prompt, cont=cont, target=target,
+                                truncated=bool(cut or len(kept) < len(ctx) or comp_truncated), lead=lead_text))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,6 +393,24 @@ def plan_clusters(prompts: list[list[int]], *, min_share: int = 32) -> list[tupl
     return out
 
 
+def nested_groups(tasks: list[LineTask]) -> list[list[int]]:
+    """Per datapoint, groups of task indices whose prompts are all prefixes of the group's longest
+    prompt (the lines of one ``thesis-shared`` context group; a line whose prompt is not such a
+    prefix, e.g. a left-cut one, gets a group of its own)."""
+    by_dp: dict[str, list[int]] = {}
+    for i, t in enumerate(tasks):
+        by_dp.setdefault(t.datapoint, []).append(i)
+    groups = []
+    for idx in by_dp.values():
+        left = sorted(idx, key=lambda i: -len(tasks[i].prompt))
+        while left:
+            top = tasks[left[0]].prompt
+            members = [i for i in left if top[: len(tasks[i].prompt)] == tasks[i].prompt]
+            groups.append(sorted(members))
+            left = [i for i in left if i not in set(members)]
+    return groups
+
+
 def _parts(model):
     """(decoder, output layer) when logits are exactly ``lm_head(last hidden state)``, else None."""
     cfg = model.config
@@ -458,6 +535,44 @@ class _Fast:
                 sum(len(e) * n for _, n, e in self.pending) >= self.decode_tokens:
             self.flush(tasks)
 
+    @torch.inference_mode()
+    def run_nested(self, tasks: list[LineTask], idx: list[int]) -> None:
+        """Teacher-forced scores of lines whose prompts are all prefixes of the longest one (a
+        ``thesis-shared`` group): one pass over that prompt gives the key/value cache and every
+        line's first-target-token logits (at its own prompt end); each line's target tokens then run
+        against the cache cut at its own prompt length (entries beyond it masked, RoPE positions
+        explicit), a few lines a batch. Exactly each line's own pass, at about one window per group."""
+        longest = tasks[max(idx, key=lambda i: len(tasks[i].prompt))].prompt
+        n = len(longest)
+        first, cache = self._forward(torch.tensor([longest], device=self.device),
+                                     select=[(0, len(tasks[i].prompt) - 1) for i in idx])
+        first_of = {i: first[k] for k, i in enumerate(idx)}
+        order = sorted(idx, key=lambda i: len(tasks[i].cont))
+        per_batch = max(1, min(self.max_rows, self.batch_tokens // (n + max(len(tasks[i].cont) for i in idx))))
+        for b0 in range(0, len(order), per_batch):
+            rows = order[b0:b0 + per_batch]
+            width = max(len(tasks[i].cont) for i in rows)
+            ids = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
+            mask = torch.zeros((len(rows), n + width), dtype=torch.long, device=self.device)
+            pos = torch.zeros((len(rows), width), dtype=torch.long, device=self.device)
+            for r, i in enumerate(rows):
+                t = tasks[i]
+                ids[r, : len(t.cont)] = torch.tensor(t.cont, device=self.device)
+                mask[r, : len(t.prompt)] = 1
+                mask[r, n: n + len(t.cont)] = 1
+                pos[r] = len(t.prompt) + torch.arange(width, device=self.device)
+            select = [(r, k) for r, i in enumerate(rows) for k in range(len(tasks[i].cont))]
+            logits, _ = self._forward(ids, past=_expand_cache(cache, len(rows)), attention_mask=mask,
+                                      position_ids=pos, select=select)
+            k0 = 0
+            for i in rows:
+                t = tasks[i]
+                lg = torch.cat([first_of[i][None], logits[k0: k0 + len(t.cont)]])
+                k0 += len(t.cont)
+                pred, losses, _ = _score_logits(lg, t.cont)
+                t.result = {"_pred": pred, "_losses": losses, "_gen": None}
+            self.finish(tasks, rows)
+
     def finish(self, tasks: list[LineTask], idx: list[int]) -> None:
         for i in idx:
             r = tasks[i].result
@@ -542,6 +657,18 @@ def run_tasks(model, tokenizer, tasks: list[LineTask], protocol: str | Protocol,
     if engine != "fast":
         raise EvalError(f"unknown engine {engine!r}: give fast or reference")
     fast = _Fast(model, tokenizer, proto, voc, batch_tokens, max_rows, early_stop, decode_tokens)
+    if proto.shared_context and not proto.generate and share_prefix:  # thesis-shared: one pass per group
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(tasks), desc="lines (shared)", unit="line")
+        for group in nested_groups(tasks):
+            fast.run_nested(tasks, group)
+            if bar is not None:
+                bar.update(len(group))
+        if bar is not None:
+            bar.close()
+        return tasks
     clusters = plan_clusters([t.prompt for t in tasks], min_share=min_share) if share_prefix else []
     shared_groups = [(s, idx) for s, idx in clusters if s > 0]
     alone = sorted(set(range(len(tasks))) - {i for _, idx in shared_groups for i in idx})

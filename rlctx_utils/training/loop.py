@@ -244,7 +244,9 @@ def build_source(run: dict[str, Any], tokenizer: Any, data: Any):
                              repeat_fraction=float(run.get("repeat_fraction", 0.0)),
                              repeat_kind=str(run.get("repeat_kind", "code")),
                              repeat_warmup=int(run.get("repeat_warmup_steps", 0)) * int(run["sequences_per_step"]),
-                             repeat_alphabet=int(run.get("repeat_alphabet", 0)))
+                             repeat_alphabet=int(run.get("repeat_alphabet", 0)),
+                             repeat_span=int(run.get("repeat_span", 0)),
+                             repeat_isolated=bool(run.get("repeat_isolated", False)))
     kw = dict(composer=run["composer"], mode=run.get("mode", "original"), tokenizer=tokenizer,
               seq_len=int(run["seq_len"]), loss=run.get("loss", "masked"),
               completion_max=run.get("completion_max_tokens") or None,

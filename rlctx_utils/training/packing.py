@@ -81,7 +81,8 @@ def collate_packed(group: Seq[TrainSequence]) -> dict[str, torch.Tensor]:
     stacked as a plain ``[B, L]`` batch instead: no padding either, and attention keeps its fast
     causal path (no block mask).
     """
-    if len(group) > 1 and len({len(s) for s in group}) == 1:
+    docs = any(s.meta.get("doc_length") for s in group)
+    if len(group) > 1 and len({len(s) for s in group}) == 1 and not docs:
         labels = []
         for s in group:
             lab = list(s.labels)
@@ -96,7 +97,8 @@ def collate_packed(group: Seq[TrainSequence]) -> dict[str, torch.Tensor]:
     labels: list[int] = []
     for s in group:
         ids.extend(s.input_ids)
-        pos.extend(range(len(s.input_ids)))
+        doc = int(s.meta.get("doc_length") or 0)  # a sequence of isolated documents (repeat_isolated)
+        pos.extend(i % doc if doc else i for i in range(len(s.input_ids)))
         lab = list(s.labels)
         lab[0] = IGNORE
         labels.extend(lab)
@@ -107,6 +109,8 @@ def collate_packed(group: Seq[TrainSequence]) -> dict[str, torch.Tensor]:
 
 def collate_padded(group: Seq[TrainSequence], pad_id: int = 0) -> dict[str, torch.Tensor]:
     """Sequences padded on the right to the longest one, with an attention mask."""
+    if any(s.meta.get("doc_length") for s in group):
+        raise ValueError("sequences of isolated documents (repeat_isolated) need packing = true")
     width = max(len(s) for s in group)
     ids = torch.full((len(group), width), pad_id, dtype=torch.long)
     labels = torch.full((len(group), width), IGNORE, dtype=torch.long)

@@ -221,6 +221,9 @@ def write_record(d: Path, run: dict[str, Any], **fields: Any) -> dict[str, Any]:
         "train_length": run.get("seq_len"), "seed": run.get("seed"),
         "config_hash": config_hash(identity(run)),
     })
+    for key in ("lora", "rope_kwargs"):  # what tells a run beyond the paper's grid apart (evaluation labels)
+        if run.get(key):
+            rec[key] = run[key]
     rec.update(fields)
     rec["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_json(rec_path, rec)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .sequences import TrainSequence, corpus_item, derive_seed, make_labels
+from .sequences import IGNORE, TrainSequence, corpus_item, derive_seed, make_labels
 
 
 class DataError(ValueError):
@@ -95,7 +95,8 @@ REPEAT_KINDS = ("code", "random")
 
 def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: int,
                   fmt: str = "opencoder", batch: int = 256, repeat_fraction: float = 0.0,
-                  repeat_kind: str = "code", repeat_warmup: int = 0, repeat_alphabet: int = 0) -> SequenceSource:
+                  repeat_kind: str = "code", repeat_warmup: int = 0, repeat_alphabet: int = 0,
+                  repeat_span: int = 0, repeat_isolated: bool = False) -> SequenceSource:
     """Stage A: every file rendered and cut into windows of ``seq_len`` tokens (full loss).
 
     Files are tokenized in batches up front (the corpus is small at CPU scale); the windows are the
@@ -109,6 +110,16 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
     curriculum that makes induction heads form within a CPU budget (results/cpu/tuning/).
     ``repeat_alphabet`` > 0 draws ``random`` repeats from that many ordinary ids only (a seeded
     choice): a small alphabet is where induction heads were seen to form within a few hundred steps.
+    ``repeat_span`` > 0 makes a repeat item of blocks ``x1 x1 x2 x2 ...`` of that many tokens each
+    (up to ``seq_len``) instead of one half written twice: with a small alphabet a long span repeats
+    its own tokens many times, so the token to copy is ambiguous; short spans keep it unique (at 500
+    ids and 1,024-token halves nothing copied within 250 steps; with 128-token blocks see
+    results/cpu/tuning/).
+    ``repeat_isolated`` makes every block pair ``x x`` of a repeat item its own document: positions
+    restart and no token attends to (or is trained to predict from) another pair, exactly as
+    packed sequences (``meta["doc_length"]``, read by :func:`~rlctx_utils.training.packing.collate`).
+    A model then learns to copy at the pair's length (where induction heads form within a few
+    hundred steps) while every step keeps the tokens of ``seq_len`` windows.
     ``repeat_warmup`` > 0 puts that many repeat sequences first (a warm-up phase of repeats only,
     before the mixed, shuffled order).
     """
@@ -156,22 +167,42 @@ def corpus_source(items: Iterable[Any], *, tokenizer: Any, seq_len: int, seed: i
     if repeat_alphabet:
         pick = np.random.default_rng(derive_seed(seed, "repeat-alphabet")).permutation(len(ordinary))
         ordinary = np.sort(ordinary[pick[: int(repeat_alphabet)]])
+    if int(repeat_span) < 0:
+        raise DataError(f"repeat_span must be >= 0, got {repeat_span!r}")
     half = max(1, seq_len // 2)
+    block = min(int(repeat_span), half) if repeat_span else half
+
+    def one_span(rng: np.random.Generator, n: int) -> list[int]:
+        if repeat_kind == "random":
+            return ordinary[rng.integers(0, len(ordinary), n)].tolist()
+        w = windows[int(rng.integers(0, n_windows))]
+        if repeat_span:  # blocks: a window long enough for a whole block (8 draws, then the longest)
+            tries = [w] + [windows[int(rng.integers(0, n_windows))] for _ in range(7)] if len(w) < n else [w]
+            w = next((x for x in tries if len(x) >= n), max(tries, key=len))
+        start = int(rng.integers(0, max(1, len(w) - n + 1)))
+        return w[start:start + n]
 
     def repeat_sequence(i: int) -> list[int]:
         rng = np.random.default_rng(derive_seed(seed, ids[i]))
-        if repeat_kind == "random":
-            span = ordinary[rng.integers(0, len(ordinary), half)].tolist()
-        else:
-            w = windows[int(rng.integers(0, n_windows))]
-            start = int(rng.integers(0, max(1, len(w) - half + 1)))
-            span = w[start:start + half]
-        return span + span
+        out: list[int] = []
+        while len(out) + 2 * block <= max(2 * block, seq_len):
+            span = one_span(rng, block)
+            out += span + span
+        return out
+
+    if repeat_isolated and not repeat_span:
+        raise DataError("repeat_isolated needs repeat_span (the block length of each isolated pair)")
 
     def build(i: int) -> TrainSequence:
         if i >= n_windows:
             w = repeat_sequence(i)
-            return TrainSequence(w, make_labels(w, 0, "full"), n_completion=len(w), meta={"id": ids[i]})
+            labels = make_labels(w, 0, "full")
+            meta: dict[str, Any] = {"id": ids[i]}
+            if repeat_isolated:
+                meta["doc_length"] = 2 * block
+                for start in range(0, len(w), 2 * block):
+                    labels[start] = IGNORE
+            return TrainSequence(w, labels, n_completion=len(w), meta=meta)
         w = windows[i]
         return TrainSequence(w, make_labels(w, 0, "full"), n_completion=len(w), meta={"id": ids[i]})
 
@@ -193,6 +224,10 @@ def composition(run: dict[str, Any]) -> dict[str, Any]:
                 "repeat_fraction": 0.0, "repeat_kind": "code", "repeat_warmup_steps": 0, "repeat_alphabet": 0,
                 "repo_name_header": False, "split": "train"}
     out = {k: run.get(k, defaults.get(k)) for k in COMPOSITION_KEYS[run["stage"]]}
+    if run["stage"] == "base" and int(run.get("repeat_span") or 0):  # absent when 0: older identities hold
+        out["repeat_span"] = int(run["repeat_span"])
+    if run["stage"] == "base" and run.get("repeat_isolated"):
+        out["repeat_isolated"] = True
     out["seq_len"], out["seed"] = int(out["seq_len"]), int(out["seed"])
     if out.get("completion_max_tokens") in (0, None):
         out["completion_max_tokens"] = None

@@ -19,6 +19,8 @@ with a few keys changed::
     measure_every = 25          # steps between probe scores (metrics.csv columns)
     throughput = "results/bench/models.csv"
     validation = "results/cpu/data"   # whose validation split judges every variant (default: the profile's)
+    [tuning.profile]            # optional: profile keys as the sweep saw them (see frozen_profile)
+    base_length = 512
     [[tuning.variants]]
     name = "reference"          # today's recipe
     [[tuning.variants]]
@@ -27,6 +29,7 @@ with a few keys changed::
     sequences_per_step = 8
     model = {hidden_size = 192, num_hidden_layers = 4, num_attention_heads = 6}   # optional
     vocab_size = 4096                                                             # optional
+    budget_minutes = 12                                                           # optional: its own budget
 
 Equal wall time without timing a shared machine: a variant's step count is ``budget x tokens/s /
 tokens per step``, with tokens/s the quiet-machine training speed of its model shape, vocabulary
@@ -56,7 +59,7 @@ from .runs import resolve_run
 #: Probe columns of metrics.csv that the sweep reads (see rlctx_utils.evaluation.incontext).
 MEASURES = ("val_loss", "copy_code", "copy_random", "val_within_file")
 #: Keys of a variant that are not [base_training] keys.
-VARIANT_KEYS = ("name", "model", "vocab_size", "note")
+VARIANT_KEYS = ("name", "model", "vocab_size", "note", "budget_minutes")
 
 
 def tuning_dir(profile: str, results_root: str | Path | None = None) -> Path:
@@ -130,7 +133,7 @@ def variant_run(cfg: dict[str, Any], variant: dict[str, Any], *, out_root: Path)
     """The resolved stage-A run of one variant, with its step count set by the wall-time budget."""
     sec = _section(cfg)
     v = dict(variant)
-    c = copy.deepcopy(cfg)
+    c = frozen_profile(cfg)
     base = c["base_training"]
     unknown = sorted(set(v) - set(VARIANT_KEYS) - set(base) - _optional_training_keys())
     if unknown:
@@ -151,7 +154,8 @@ def variant_run(cfg: dict[str, Any], variant: dict[str, Any], *, out_root: Path)
     table = Path(sec.get("throughput", "results/bench/models.csv"))
     tps, source = quiet_throughput(shape, seq_len, table if table.is_absolute() else REPO_ROOT / table)
     per_step = int(base["sequences_per_step"]) * seq_len
-    steps = max(1, int(float(sec.get("budget_minutes", 8)) * 60 * tps // per_step))
+    minutes = float(v.get("budget_minutes", sec.get("budget_minutes", 8)))  # a variant may get longer
+    steps = max(1, int(minutes * 60 * tps // per_step))
     base.update(stop_step=steps, schedule_steps=steps, save_every=0, keep_checkpoints=1,
                 incontext_every=int(sec.get("measure_every", 25)),
                 probe_data=str(sec.get("validation") or repo_relative(results_dir(cfg["profile"]) / "data")))
@@ -161,6 +165,16 @@ def variant_run(cfg: dict[str, Any], variant: dict[str, Any], *, out_root: Path)
     run["tuning"] = {"tokens_per_s": round(tps, 1), "speed_from": source, "tokens_per_step": per_step,
                      "shape": shape}
     return run
+
+
+def frozen_profile(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The profile as the sweep saw it: every key of ``[tuning.profile]`` (``base_length``, a whole
+    ``[data]``, ``[base_training]``, ``[model]`` section ...) *replaces* the profile's. A study that
+    changes its regime after the sweep freezes the sweep's own context there, so ``rlctx tune`` keeps
+    rerunning (and resuming, and collecting) the very runs it committed."""
+    c = copy.deepcopy(cfg)
+    c.update(copy.deepcopy((cfg.get("tuning") or {}).get("profile") or {}))
+    return c
 
 
 def _optional_training_keys() -> set[str]:
