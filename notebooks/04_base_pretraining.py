@@ -34,6 +34,7 @@ train = False
 # e.g. "configs/accelerate/ddp.yaml" on a multi-GPU machine
 accelerate_config = None
 figures_dir = "paper/figures"
+tables_dir = "paper/tables"
 
 # %%
 from rlctx_utils.paths import at_repo_root
@@ -43,7 +44,7 @@ at_repo_root()  # relative paths below start at the repository root, wherever th
 # %%
 from pathlib import Path
 
-from IPython.display import Image, display
+from IPython.display import Image, Markdown, display
 
 from rlctx_utils.io import read_json
 from rlctx_utils.paths import results_dir
@@ -88,7 +89,9 @@ display(Image(filename=str(png)))
 
 # %%
 from rlctx_utils.training.plots import plot_tuning
-from rlctx_utils.training.tuning import final_scores, tuning_dir
+from rlctx_utils.config import load_profile
+from rlctx_utils.tables import write_table
+from rlctx_utils.training.tuning import final_scores, profile_frontier, tuning_dir
 
 tdir = tuning_dir(profile, out_dir)
 if (tdir / "curves.csv").exists():
@@ -105,5 +108,10 @@ if (tdir / "curves.csv").exists():
                       source=str(tdir / "curves.csv"),
                       regenerate=f"python -m rlctx_utils.notebooks run notebooks/04_base_pretraining.py -p profile {profile}")
     display(Image(filename=str(png)))
+    frontier = profile_frontier(load_profile(profile), results_root=out_dir)
+    if frontier is not None:  # the measured frontier: loss and in-context scores per quiet minute
+        write_table(frontier, f"training_frontier_{profile}", Path(tables_dir), source=f"{tdir}, results/{profile}/runs/base",
+                    regenerate="notebooks/04_base_pretraining.py")
+        display(Markdown(frontier.to_markdown()))
 else:
     print(f"no tuning sweep stored in {tdir}: run `rlctx tune {profile}` (see [tuning] in the profile)")

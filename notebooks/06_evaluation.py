@@ -51,7 +51,8 @@ import pandas as pd
 from IPython.display import Image, Markdown, display
 
 from rlctx_utils import published, tables
-from rlctx_utils.evaluation import report
+from rlctx_utils.config import load_profile
+from rlctx_utils.evaluation import presets, report
 
 paper = published.load(Path(results_csv))
 display(Markdown(tables.table3(paper[paper["table"] == "table3"]).to_markdown()))
@@ -63,7 +64,8 @@ if evaluate:
     extra = ["--out-dir", evals_dir] if evals_dir else []
     launch_eval(profile, checkpoints.split(), preset="all", protocol=eval_protocol or None, extra=extra)
     if incontext:  # the in-context measures: repository context (perplexity protocol), copying, within-file
-        launch_eval(profile, checkpoints.split(), preset="all", protocol="perplexity", extra=extra)
+        launch_eval(profile, presets.incontext_checkpoints(load_profile(profile), checkpoints), preset="all",
+                    protocol="perplexity", extra=extra)
 
 # %%
 ours = report.load(profile, evals_dir or None)
@@ -123,8 +125,8 @@ from rlctx_utils.plots import save_figure
 
 ic_dir = Path(evals_dir).parent / "incontext" if evals_dir else None
 if evaluate and incontext:
-    wanted = None if checkpoints.strip() == "runs" else \
-        [c[4:] for c in checkpoints.split() if c.startswith("run:")] or None
+    chosen = presets.incontext_checkpoints(load_profile(profile), checkpoints)
+    wanted = None if chosen == ["runs"] else [c[4:] for c in chosen if c.startswith("run:")] or None
     t0 = time.time()
     status = ic.run_incontext(profile, wanted, out_dir=ic_dir)
     print(status.to_string(index=False))

@@ -45,7 +45,7 @@ from rlctx_utils import plots, published
 from rlctx_utils.config import load_profile
 from rlctx_utils.evaluation import presets, report
 
-protocol = protocol or presets.default_protocol(load_profile(profile))
+protocol = protocol or presets.profile_protocol(profile)
 print(f"protocol: {protocol}")
 if evaluate:
     from rlctx_utils.evaluation.cli import launch_eval

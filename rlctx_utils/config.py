@@ -72,7 +72,7 @@ OPTIONAL_KEYS: dict[str, set[str]] = {
     "base_training": set(_TRAINING_KEYS),
     "repo_training": set(_TRAINING_KEYS) | {"runs"},
     "eval": {"batch_tokens", "benchmark", "categories", "decode_tokens", "limit", "protocol", "seed",
-             "sweep", "sweep_runs", "incontext", "per_repo", "positions_runs"},
+             "sweep", "sweep_runs", "incontext", "incontext_runs", "per_repo", "positions_runs"},
 }
 #: Sections (or keys) whose content is free-form: test hooks, adapter and RoPE settings.
 FREE_FORM = frozenset({"debug", "notebooks", "lora", "rope_kwargs"})

@@ -674,7 +674,7 @@ def render_markdown(fs: list[Finding], *, profile: str, context: str = "") -> st
     return "\n".join(lines)
 
 
-def study_context(profile: str) -> str:
+def study_context(profile: str, protocol: str = "thesis") -> str:
     """The paragraph that says what was trained and measured (from the committed records)."""
     from .evaluation.api import evals_dir
 
@@ -689,7 +689,7 @@ def study_context(profile: str) -> str:
         ident = (sd.get("config") or {}).get("identity") or {}
         benches[ident.get("benchmark")] = max(benches.get(ident.get("benchmark"), 0),
                                               int((sd.get("config") or {}).get("n_lines") or 0))
-    lines_, repos = _benchmark_size(profile)
+    lines_, repos = _benchmark_size(profile, protocol)
     from .config import load_profile
 
     try:
@@ -705,21 +705,24 @@ def study_context(profile: str) -> str:
             f"{'/'.join(map(str, steps)) or '?'} steps each at θ 500,000 (File-level θ 10k apart), plus the base model "
             f"with θ raised and no training. Evaluated on the held-out benchmark "
             f"({', '.join(f'`{b}`' for b in benches) or '?'}: {lines_} inproject lines from {repos} repositories), "
-            f"thesis protocol, {len(sides)} stored evaluations. Compute on this 2-core CPU: training "
+            f"{protocol} protocol, {len(sides)} stored evaluations. Compute on this 2-core CPU: training "
             f"{wall_train / 60:.0f} min, evaluation {wall_eval / 60:.0f} min. Intervals are 95% bootstraps over "
             "repositories; with this few repositories they are wide, and a difference whose interval contains 0 is "
             "called within noise. Paper numbers are EM on LCA large_context at 4K/16K; ours are at the profile's "
             "base/extended lengths (FL-base, PD-base, PD-ext, Or-ext).")
 
 
-def _benchmark_size(profile: str) -> tuple[int, int]:
-    """Inproject lines and repositories of the profile's stored PD-ext evaluations."""
-    ev = Evals(profile)
-    for _, r in ev.index.iterrows():
+def _benchmark_size(profile: str, protocol: str = "thesis") -> tuple[int, int]:
+    """Inproject lines and repositories of the profile's stored evaluations (the largest one)."""
+    ev = Evals(profile, protocol)
+    best = (0, 0)
+    for _, r in ev.index.iterrows():  # the largest line evaluation (perplexity records have no lines)
         df = pd.read_parquet(r["path"])
+        if "category" not in df.columns:
+            continue
         d = df[df["category"] == LINE_TYPE]
-        return len(d), int(d["repository"].nunique())
-    return 0, 0
+        best = max(best, (len(d), int(d["repository"].nunique())))
+    return best
 
 
 def write_toy_scale(profile: str, *, paper_csv: Path | None = None, out: Path | None = None,
@@ -732,7 +735,7 @@ def write_toy_scale(profile: str, *, paper_csv: Path | None = None, out: Path | 
     cfg = load_profile(profile)
     fs = findings(profile, paper, cfg, protocol=protocol)
     out = Path(out) if out else PAPER / "toy_scale.md"
-    context = study_context(profile) + (f"\n\n![The differences behind the verdicts](figures/toy_scale_{profile}_effects.png)"
+    context = study_context(profile, protocol) + (f"\n\n![The differences behind the verdicts](figures/toy_scale_{profile}_effects.png)"
                                         if out.parent.resolve() == PAPER.resolve() else "")
     write_text(out, render_markdown(fs, profile=profile, context=context) + "\n")
     write_json(Path(findings_dir or results_dir(profile)) / "findings.json", {"profile": profile, "protocol": protocol,

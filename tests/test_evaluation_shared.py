@@ -112,3 +112,16 @@ def test_one_pass_per_group_equals_each_line_alone(py_tokenizer, memorizer, dps)
         assert list(ref["prediction"]) == list(fast["prediction"])
         assert (ref["line_loss"] - fast["line_loss"]).abs().max() < 1e-3
         assert composer != "file_level" or ref["match"].any()  # the memoriser completes its files
+
+
+def test_profile_protocol_and_incontext_runs():
+    from rlctx_utils.evaluation import presets
+
+    assert presets.default_protocol({"eval": {"protocol": "thesis-shared,lca"}}) == "thesis-shared"
+    assert presets.default_protocol({}) == "thesis"
+    cfg = {"eval": {"incontext_runs": ["base", "pd"]}}
+    assert presets.incontext_checkpoints(cfg, "runs") == ["run:base", "run:pd"]
+    assert presets.incontext_checkpoints(cfg, "run:x path/y") == ["run:x", "path/y"]  # asked for: as asked
+    assert presets.incontext_checkpoints({}, "runs") == ["runs"]
+    assert presets.profile_protocol("no-such-profile") == "thesis"
+    assert presets.profile_protocol("cpu") == "thesis-shared"

@@ -59,3 +59,31 @@ def test_bad_variants_are_refused_in_one_line(tmp_path, py_tokenizer):
         tuning.variant_table(_cfg(tmp_path, py_tokenizer, [{"name": "a"}, {"name": "a"}]), out_root=tmp_path)
     with pytest.raises(ConfigError, match="unknown keys"):
         tuning.variant_table(_cfg(tmp_path, py_tokenizer, [{"name": "a", "lrr": 1}]), out_root=tmp_path)
+
+
+def test_frozen_profile_and_frontier_table(tmp_path):
+    """[tuning.profile] sections replace the profile's for every variant (the sweep keeps its own
+    regime after the study moves on); the frontier table lists each variant's last probe and the
+    study's base run, ordered by quiet minutes."""
+    cfg = {"profile": "x", "base_length": 2048, "data": {"spec": "new.toml", "extra": 1},
+           "tuning": {"profile": {"base_length": 512, "data": {"spec": "old.toml"}}}}
+    frozen = tuning.frozen_profile(cfg)
+    assert frozen["base_length"] == 512 and frozen["data"] == {"spec": "old.toml"}  # replaced, not merged
+    assert cfg["data"]["spec"] == "new.toml"
+    curves = pd.DataFrame([
+        {"variant": v, "step": s, "tokens": s * 100, "minutes": s / 10, "measure": m, "value": val}
+        for v, k in (("a", 1.0), ("b", 2.0)) for s in (10, 20) for m, val in
+        (("val_loss", 6 - s / 10 * k), ("copy_code", -0.01 * k), ("copy_random", 0.0), ("val_within_file", 0.1))])
+    variants = pd.DataFrame([{"variant": "a", "sequences_per_step": 2, "seq_len": 50},
+                             {"variant": "b", "sequences_per_step": 4, "seq_len": 50}])
+    base = tmp_path / "metrics.csv"
+    pd.DataFrame([{"step": 5, "train_tokens": 6000, "val_loss": None},
+                  {"step": 10, "train_tokens": 12000, "val_loss": 3.5, "copy_code": -2.0, "copy_random": -1.0,
+                   "val_within_file": 0.7}]).to_csv(base, index=False)
+    t = tuning.frontier_table(curves, variants, base, base_speed=100.0)
+    v = t.values
+    assert list(v.index) == ["a", "b", "the study's base (cpu)"]
+    assert v.loc["b", "val_loss"] == pytest.approx(2.0) and v.loc["b", "tokens (M)"] == pytest.approx(20 * 200 / 1e6)
+    assert v.loc["the study's base (cpu)", "quiet minutes"] == pytest.approx(2.0)
+    assert v.loc["the study's base (cpu)", "copy_code"] == -2.0
+    assert "| a |" in t.to_markdown()

@@ -116,3 +116,24 @@ def roles_of(composer: str, max_context: int, own_composer: str | None,
 def default_protocol(cfg: dict | None) -> str:
     """The protocol a profile's tables and findings are read under: the first of its ``[eval] protocol``."""
     return str(((cfg or {}).get("eval") or {}).get("protocol") or "thesis").split(",")[0].strip()
+
+
+def incontext_checkpoints(cfg: dict | None, checkpoints: str) -> list[str]:
+    """What the in-context measures (perplexity protocol, copying, within-file) run on: the profile's
+    ``[eval] incontext_runs`` (as ``run:ID``) when ``checkpoints`` is ``runs`` and the profile lists
+    some (their cost is about 4 CPU-minutes a checkpoint on the cpu benchmark), else ``checkpoints``."""
+    listed = list(((cfg or {}).get("eval") or {}).get("incontext_runs") or [])
+    if checkpoints.strip() == "runs" and listed:
+        return [f"run:{r}" for r in listed]
+    return checkpoints.split()
+
+
+def profile_protocol(profile: str) -> str:
+    """:func:`default_protocol` of a profile by name; ``thesis`` for a name with no profile (the
+    notebooks draw the published curves for any name)."""
+    from ..config import ConfigError, load_profile
+
+    try:
+        return default_protocol(load_profile(profile))
+    except ConfigError:
+        return "thesis"

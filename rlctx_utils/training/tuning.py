@@ -272,3 +272,63 @@ def final_scores(curves: pd.DataFrame) -> pd.DataFrame:
     wide = last.pivot(index="variant", columns="measure", values="value").reset_index()
     mins = curves.groupby("variant")["minutes"].max().rename("minutes").reset_index()
     return mins.merge(wide, on="variant")
+
+
+def frontier_table(curves: pd.DataFrame, variants: pd.DataFrame, base_metrics: str | Path | None = None,
+                   base_speed: float | None = None):
+    """The measured frontier (what issue 15 asks the REPORT to show when a target is not reached):
+    per variant its quiet-machine minutes, tokens, and last validation loss and in-context scores;
+    plus, when given, the study's base run (its own ``metrics.csv`` probes; minutes from
+    ``base_speed`` tokens/s). Returns a :class:`rlctx_utils.tables.Table` (Markdown + LaTeX)."""
+    from ..tables import Table
+
+    last = final_scores(curves).set_index("variant")
+    tok = variants.set_index("variant")
+    rows = {}
+    for v, r in last.iterrows():
+        steps = int(curves[curves["variant"] == v]["step"].max())
+        per_step = int(tok.at[v, "sequences_per_step"]) * int(tok.at[v, "seq_len"]) if v in tok.index else 0
+        rows[v] = {"quiet minutes": float(r["minutes"]), "tokens (M)": steps * per_step / 1e6,
+                   "length": float(tok.at[v, "seq_len"]) if v in tok.index else float("nan"),
+                   **{m: float(r[m]) for m in MEASURES if m in r}}
+    notes = ["Last probe of each tuning variant (validation split of configs/data/cpu-v1.toml, at its training "
+             "length); copy scores: 2nd minus 1st copy (negative = copies), within-file: loss at [32,64) minus "
+             "[256,512). Minutes are quiet-machine minutes from results/bench/models.csv."]
+    if base_metrics and Path(base_metrics).exists():
+        m = pd.read_csv(base_metrics)
+        probe = m.dropna(subset=["val_loss"]) if "val_loss" in m.columns else m.iloc[0:0]
+        if len(probe):
+            p = probe.iloc[-1]
+            tokens = float(m["train_tokens"].max()) if "train_tokens" in m.columns else float("nan")
+            rows["the study's base (cpu)"] = {
+                "quiet minutes": tokens / base_speed / 60 if base_speed else float("nan"),
+                "tokens (M)": tokens / 1e6, "length": float(m.get("seq_len", pd.Series([2048])).iloc[0])
+                if "seq_len" in m.columns else 2048.0,
+                **{k: float(p[k]) for k in MEASURES if k in p}}
+            notes.append("The study's base run: probes on the validation split of configs/data/cpu.toml at 2,048 "
+                         "tokens, so its validation loss is not comparable with the sweep's rows.")
+    values = pd.DataFrame.from_dict(rows, orient="index").sort_values("quiet minutes", kind="stable")
+    values.index.name = "variant"
+    return Table(values, "Stage-A frontier of the cpu study: validation loss and in-context scores against "
+                 "quiet-machine minutes of a 2-core CPU.", notes=notes, digits=3)
+
+
+def profile_frontier(cfg: dict[str, Any], *, results_root: str | Path | None = None):
+    """:func:`frontier_table` of a profile: its sweep (``results/<p>/tuning/``) and its base run, whose
+    quiet-machine minutes come from the speed table at the base run's shape and length. None when the
+    profile has no sweep stored."""
+    out = tuning_dir(cfg["profile"], results_root)
+    if not (out / "curves.csv").exists():
+        return None
+    curves, variants = pd.read_csv(out / "curves.csv"), pd.read_csv(out / "variants.csv")
+    base = Path(results_root or results_dir(cfg["profile"])) / "runs" / "base" / "metrics.csv"
+    sec = cfg.get("tuning") or {}
+    table = Path(sec.get("throughput", "results/bench/models.csv"))
+    speed = None
+    try:
+        shape = model_shape({k: v for k, v in cfg.items() if k != "tuning"}, {})
+        speed, _ = quiet_throughput(shape, int(cfg["base_training"]["seq_len"]),
+                                    table if table.is_absolute() else REPO_ROOT / table)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError):
+        pass
+    return frontier_table(curves, variants, base, speed)
