@@ -46,7 +46,7 @@ from pathlib import Path
 
 from IPython.display import Image, Markdown, display
 
-from rlctx_utils.io import read_json
+from rlctx_utils.io import read_json, repo_relative
 from rlctx_utils.paths import results_dir
 from rlctx_utils.plots import save_figure
 from rlctx_utils.training.cli import launch
@@ -105,12 +105,12 @@ if (tdir / "curves.csv").exists():
     png = save_figure(fig, f"tuning_{profile}", out_dir=Path(figures_dir),
                       caption=f"Stage-A recipes at equal quiet-machine wall time, {profile} profile: validation "
                               "loss, copying (2nd - 1st copy) and within-file scores while training.",
-                      source=str(tdir / "curves.csv"),
+                      source=repo_relative(tdir / "curves.csv"),
                       regenerate=f"python -m rlctx_utils.notebooks run notebooks/04_base_pretraining.py -p profile {profile}")
     display(Image(filename=str(png)))
     frontier = profile_frontier(load_profile(profile), results_root=out_dir)
     if frontier is not None:  # the measured frontier: loss and in-context scores per quiet minute
-        write_table(frontier, f"training_frontier_{profile}", Path(tables_dir), source=f"{tdir}, results/{profile}/runs/base",
+        write_table(frontier, f"training_frontier_{profile}", Path(tables_dir), source=f"{repo_relative(tdir)}, {repo_relative(root / 'runs' / 'base')}",
                     regenerate="notebooks/04_base_pretraining.py")
         display(Markdown(frontier.to_markdown()))
 else:

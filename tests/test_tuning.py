@@ -80,10 +80,10 @@ def test_frozen_profile_and_frontier_table(tmp_path):
     pd.DataFrame([{"step": 5, "train_tokens": 6000, "val_loss": None},
                   {"step": 10, "train_tokens": 12000, "val_loss": 3.5, "copy_code": -2.0, "copy_random": -1.0,
                    "val_within_file": 0.7}]).to_csv(base, index=False)
-    t = tuning.frontier_table(curves, variants, base, base_speed=100.0)
+    t = tuning.frontier_table(curves, variants, base, base_speed=100.0, base_length=50)
     v = t.values
-    assert list(v.index) == ["a", "b", "the study's base (cpu)"]
+    assert list(v.index) == ["a", "b", "the study's base"]
     assert v.loc["b", "val_loss"] == pytest.approx(2.0) and v.loc["b", "tokens (M)"] == pytest.approx(20 * 200 / 1e6)
-    assert v.loc["the study's base (cpu)", "quiet minutes"] == pytest.approx(2.0)
-    assert v.loc["the study's base (cpu)", "copy_code"] == -2.0
+    assert v.loc["the study's base", "quiet minutes"] == pytest.approx(2.0)
+    assert v.loc["the study's base", "copy_code"] == -2.0 and v.loc["the study's base", "length"] == 50
     assert "| a |" in t.to_markdown()

@@ -275,7 +275,7 @@ def final_scores(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def frontier_table(curves: pd.DataFrame, variants: pd.DataFrame, base_metrics: str | Path | None = None,
-                   base_speed: float | None = None):
+                   base_speed: float | None = None, base_length: int = 0):
     """The measured frontier (what issue 15 asks the REPORT to show when a target is not reached):
     per variant its quiet-machine minutes, tokens, and last validation loss and in-context scores;
     plus, when given, the study's base run (its own ``metrics.csv`` probes; minutes from
@@ -300,13 +300,12 @@ def frontier_table(curves: pd.DataFrame, variants: pd.DataFrame, base_metrics: s
         if len(probe):
             p = probe.iloc[-1]
             tokens = float(m["train_tokens"].max()) if "train_tokens" in m.columns else float("nan")
-            rows["the study's base (cpu)"] = {
+            rows["the study's base"] = {
                 "quiet minutes": tokens / base_speed / 60 if base_speed else float("nan"),
-                "tokens (M)": tokens / 1e6, "length": float(m.get("seq_len", pd.Series([2048])).iloc[0])
-                if "seq_len" in m.columns else 2048.0,
+                "tokens (M)": tokens / 1e6, "length": float(base_length or "nan"),
                 **{k: float(p[k]) for k in MEASURES if k in p}}
-            notes.append("The study's base run: probes on the validation split of configs/data/cpu.toml at 2,048 "
-                         "tokens, so its validation loss is not comparable with the sweep's rows.")
+            notes.append("The study's base run: probes on the profile's own validation split at its base length, "
+                         "so its validation loss is not comparable with the sweep's rows.")
     values = pd.DataFrame.from_dict(rows, orient="index").sort_values("quiet minutes", kind="stable")
     values.index.name = "variant"
     return Table(values, "Stage-A frontier of the cpu study: validation loss and in-context scores against "
@@ -324,11 +323,10 @@ def profile_frontier(cfg: dict[str, Any], *, results_root: str | Path | None = N
     base = Path(results_root or results_dir(cfg["profile"])) / "runs" / "base" / "metrics.csv"
     sec = cfg.get("tuning") or {}
     table = Path(sec.get("throughput", "results/bench/models.csv"))
-    speed = None
+    speed, length = None, int(cfg["base_training"]["seq_len"])
     try:
         shape = model_shape({k: v for k, v in cfg.items() if k != "tuning"}, {})
-        speed, _ = quiet_throughput(shape, int(cfg["base_training"]["seq_len"]),
-                                    table if table.is_absolute() else REPO_ROOT / table)
+        speed, _ = quiet_throughput(shape, length, table if table.is_absolute() else REPO_ROOT / table)
     except (ConfigError, FileNotFoundError, KeyError, ValueError):
         pass
-    return frontier_table(curves, variants, base, speed)
+    return frontier_table(curves, variants, base, speed, length)
