@@ -146,6 +146,25 @@ def test_shipped_specs_are_valid(profile):
     from importlib import metadata
     installed = {d.metadata["Name"].lower() for d in metadata.distributions()}
     assert not {b.lower() for b in bench} & installed
+    # a package belongs to one split only (no repository is both trained on and evaluated)
+    by_split: dict[str, set[str]] = {}
+    for p in spec.packages:
+        by_split.setdefault(p.split, set()).add(p.name.lower())
+    names = [n for s in by_split.values() for n in s]
+    assert len(names) == len(set(names))
     if profile == "cpu":
-        assert 15 <= sum(p.split == "train" for p in spec.packages) <= 30
-        assert sum(p.split == "benchmark" for p in spec.packages) >= 5
+        # the second cpu study's sizes (configs/data/cpu.toml's header): 71 / 6 / 32 packages
+        assert 50 <= len(by_split["train"]) <= 100
+        assert len(by_split.get("validation", ())) >= 3
+        assert len(by_split["benchmark"]) >= 30
+
+
+def test_first_cpu_study_spec_is_kept_and_valid():
+    """configs/data/cpu-v1.toml is the spec of the first cpu study and of the frozen tuning sweep."""
+    from rlctx_utils.config import load_profile
+
+    spec = load_spec(CONFIGS / "data" / "cpu-v1.toml")
+    counts = {s: sum(p.split == s for p in spec.packages) for s in ("train", "validation", "benchmark")}
+    assert counts == {"train": 24, "validation": 3, "benchmark": 5}
+    frozen = load_profile("cpu").get("tuning", {}).get("profile", {})
+    assert frozen.get("data", {}).get("spec") == "configs/data/cpu-v1.toml"
