@@ -66,6 +66,8 @@ def plot_extrapolation(df: pd.DataFrame, *, metric: str = "em", line_types=("inp
     d = df[(df["eval_role"] == "sweep") & df["line_type"].isin(line_types) & df[metric].notna()]
     if d.empty:
         raise ValueError(f"no sweep rows with {metric!r} to plot")
+    # a panel per line type some source evaluated (a study that scores inproject lines only gets one)
+    line_types = [lt for lt in line_types if lt in set(d["line_type"])]
     sources = list(dict.fromkeys(d["source"]))
     fig, axes = plt.subplots(len(sources), len(line_types), figsize=(4.6 * len(line_types), 3.4 * len(sources)),
                              squeeze=False, sharex=False)
@@ -74,6 +76,12 @@ def plot_extrapolation(df: pd.DataFrame, *, metric: str = "em", line_types=("inp
         for j, lt in enumerate(line_types):
             ax = axes[i, j]
             dl = ds[ds["line_type"] == lt]
+            if dl.empty:  # another source evaluated this line type, this one did not
+                ax.text(0.5, 0.5, f"{lt} lines not evaluated", transform=ax.transAxes, ha="center", color="0.3")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"{lt} lines" + ("" if len(sources) == 1 else f" — {src}"))
+                continue
             for ck, g in dl.groupby("checkpoint", sort=False):
                 g = g.sort_values("max_context")
                 comp = g["composer"].iloc[0]

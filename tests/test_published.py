@@ -110,3 +110,21 @@ def test_setting_labels():
     assert schema.setting_label("FL-base", 512) == "FL-512"
     assert schema.setting_label("sweep", 131072) == "PD-128K"
     assert re.fullmatch(r"Or-2K", schema.setting_label("Or-ext", 2048))
+
+
+def test_figure2_draws_a_panel_per_evaluated_line_type(df):
+    from rlctx_utils import plots
+
+    fig2 = df[df["table"] == "figure2"]
+    assert {"inproject", "infile"} <= set(fig2["line_type"])
+    fig = plots.plot_extrapolation(fig2)
+    assert len(fig.axes) == 2
+    only_inproject = fig2[fig2["line_type"] == "inproject"]
+    fig = plots.plot_extrapolation(only_inproject)
+    assert [ax.get_title() for ax in fig.axes] == ["inproject lines"]
+    # two sources, one of which has no infile rows: its infile panel says so instead of an empty axis
+    ours = only_inproject.assign(source="ours")
+    fig = plots.plot_extrapolation(pd.concat([fig2, ours]))
+    assert len(fig.axes) == 4
+    empty = [ax for ax in fig.axes if not ax.lines]
+    assert len(empty) == 1 and "not evaluated" in empty[0].texts[0].get_text()

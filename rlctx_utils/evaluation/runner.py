@@ -165,24 +165,34 @@ def build_tasks(datapoints: Iterable[Datapoint], tokenizer, *, composer: str, ma
                                        categories=categories, compose_fn=compose_fn, render_fn=render_fn))
             continue
         for line, cat in dp.target_lines(categories):
-            target = target_line(dp.completion_content, line)
-            prefix = completion_prefix(dp.completion_content, line, proto)
+            target, prefix, comp_ids, cont, lead_text = _line_pieces(dp, line, tokenizer, proto, fmt=fmt,
+                                                                     render_fn=render_fn)
             comp = compose_fn(composer, dp.snapshot, dp.completion_path, prefix, mode=mode, stage="eval",
                               tokenizer=tokenizer, max_tokens=int(max_context), seed=composer_seed(composer, seed, dp),
                               fmt=fmt)
-            rendered = render_fn(dp.completion_path, prefix, fmt)
-            cont_text = continuation_text(target, line, proto)
-            lead_text = ""
-            if not proto.generate and proto.target_tokenization == "joint":
-                comp_ids, cont, lead_text = split_joint(tokenizer, rendered + cont_text, len(rendered))
-            else:
-                comp_ids, cont = _encode(tokenizer, rendered), _encode(tokenizer, cont_text)
             prompt, cut = cut_left(list(comp.context_ids), comp_ids, budget)
             tasks.append(LineTask(
                 datapoint=dp.id, repository=dp.repo, completion_path=dp.completion_path, line=line,
                 category=cat, prompt=lead + prompt, cont=cont, target=target,
                 truncated=bool(cut or getattr(comp, "truncated", False)), lead=lead_text))
     return tasks
+
+
+def _line_pieces(dp: Datapoint, line: int, tokenizer, proto: Protocol, *, fmt: str,
+                 render_fn: Callable) -> tuple[str, str, list[int], list[int], str]:
+    """What a target line contributes to its prompt, whatever the context: ``(target, prefix,
+    completion ids, continuation ids, lead text)``. Scored protocols with joint tokenization split
+    one encoding of the rendered file + continuation (the lead is the text of the token the two
+    share); generation and separate tokenization encode the two apart."""
+    target = target_line(dp.completion_content, line)
+    prefix = completion_prefix(dp.completion_content, line, proto)
+    rendered = render_fn(dp.completion_path, prefix, fmt)
+    cont_text = continuation_text(target, line, proto)
+    if not proto.generate and proto.target_tokenization == "joint":
+        comp_ids, cont, lead_text = split_joint(tokenizer, rendered + cont_text, len(rendered))
+    else:
+        comp_ids, cont, lead_text = _encode(tokenizer, rendered), _encode(tokenizer, cont_text), ""
+    return target, prefix, comp_ids, cont, lead_text
 
 
 def shared_groups(rooms: Sequence[int]) -> list[list[int]]:
@@ -208,14 +218,8 @@ def _shared_tasks(dp: Datapoint, tokenizer, proto: Protocol, *, composer: str, m
                   compose_fn: Callable, render_fn: Callable) -> list[LineTask]:
     """The ``thesis-shared`` tasks of one datapoint: per group of lines one composition, cut to the
     room the group's last line leaves (see :func:`shared_groups`)."""
-    items = []
-    for line, cat in sorted(dp.target_lines(categories)):
-        target = target_line(dp.completion_content, line)
-        prefix = completion_prefix(dp.completion_content, line, proto)
-        rendered = render_fn(dp.completion_path, prefix, fmt)
-        comp_ids, cont, lead_text = split_joint(tokenizer, rendered + continuation_text(target, line, proto),
-                                                len(rendered))
-        items.append((line, cat, target, prefix, comp_ids, cont, lead_text))
+    items = [(line, cat, *_line_pieces(dp, line, tokenizer, proto, fmt=fmt, render_fn=render_fn))
+             for line, cat in sorted(dp.target_lines(categories))]
     rooms = [budget - len(it[4]) for it in items]
     out: list[LineTask] = []
     for g in shared_groups(rooms):
