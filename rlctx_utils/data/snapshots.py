@@ -167,12 +167,8 @@ def iter_archive(path: str | os.PathLike[str], *, max_file_bytes: int = MAX_FILE
                 if not m.isreg():
                     _count(stats, "special_file")
                     continue
-                name = safe_member_path(m.name)
+                name = _member_name(m.name, stats)
                 if name is None:
-                    _count(stats, "unsafe_path")
-                    continue
-                if not utf8_name(name):
-                    _count(stats, "non_utf8_path")
                     continue
                 if m.size > max_file_bytes:
                     _count(stats, "too_large")
@@ -189,6 +185,19 @@ def iter_archive(path: str | os.PathLike[str], *, max_file_bytes: int = MAX_FILE
             raise UnsafeArchiveError(f"{path.name}: {exc}") from None
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise UnsafeArchiveError(f"{path.name}: corrupt archive ({exc})") from exc
+
+
+def _member_name(raw: str, stats: Counter | None) -> str | None:
+    """An archive member's path inside the snapshot, or None (counted) when it is unsafe (absolute,
+    ``..``) or not valid UTF-8."""
+    name = safe_member_path(raw)
+    if name is None:
+        _count(stats, "unsafe_path")
+        return None
+    if not utf8_name(name):
+        _count(stats, "non_utf8_path")
+        return None
+    return name
 
 
 def _iter_zip(path: Path, max_file_bytes: int, max_total_bytes: int, max_declared_bytes: int,
@@ -214,12 +223,8 @@ def _iter_zip(path: Path, max_file_bytes: int, max_total_bytes: int, max_declare
             if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
                 _count(stats, "special_file")
                 continue
-            name = safe_member_path(info.filename)
+            name = _member_name(info.filename, stats)
             if name is None:
-                _count(stats, "unsafe_path")
-                continue
-            if not utf8_name(name):
-                _count(stats, "non_utf8_path")
                 continue
             if info.file_size > max_file_bytes:
                 _count(stats, "too_large")
