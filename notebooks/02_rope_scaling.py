@@ -192,7 +192,7 @@ else:
                                       note=f"profile {profile}; {int(curves['count'].max())} held-out sequences")
     png = save_figure(fig, f"rope_loss_by_position_benchmark_{profile}", out_dir=out,
                       caption=f"Next-token loss by position on the {profile} profile's held-out benchmark "
-                              "(Path Distance .py context, then the completion file) for the base model, the "
-                              "base model with theta raised and no training, and the extension runs.",
+                              "(Path Distance .py context, then the completion file) for the runs "
+                              + ", ".join(shown) + ".",
                       source=f"results/{profile}/positions/", regenerate=regen)
     display(Image(filename=str(png)))

@@ -238,7 +238,10 @@ def _label(rid: str, records: dict[str, dict[str, Any]]) -> str:
         name += f" θ {float(rec.get('rope_theta') or 0) / 1000:g}k"
     elif rec.get("loss") == "full":
         name += ", full loss"
-    return name
+    from .evaluation.api import beyond_paper
+
+    extra = beyond_paper(rec)
+    return name + (f" ({extra})" if extra else "")
 
 
 class Study:
@@ -289,10 +292,16 @@ class Study:
         return means[0] / means[1] if means[1] else None
 
     def realistic_runs(self) -> list[str]:
+        """The paper's grid runs of realistic composers (masked loss, θ 500k, full fine-tuning); a run
+        beyond the paper (a LoRA adapter, YaRN) trains the same composer another way and is no
+        composer of its own."""
+        from .evaluation.api import beyond_paper
+
         out = []
         for rid, rec in self.records.items():
             if (rec.get("loss") == "masked" and rec.get("composer") not in (None, "file_level", "mixed", *UNREALISTIC)
-                    and float(rec.get("rope_theta") or 0) == THETA_NEW and rec.get("stop_step") != 0):
+                    and float(rec.get("rope_theta") or 0) == THETA_NEW and rec.get("stop_step") != 0
+                    and not beyond_paper(rec)):
                 out.append(rid)
         return sorted(out)
 

@@ -100,6 +100,24 @@ def test_verdicts_follow_the_numbers(tmp_path, paper):
     assert fs[1].verdict == "not reproduced"          # composer spread large next to a ~0 RoPE gain
 
 
+def test_runs_beyond_the_paper_are_no_composer_of_their_own(tmp_path, paper):
+    """A LoRA run of Path Distance .py is not a ninth realistic composer (it would take the
+    composer's row and name in finding 1 and be 'the best composer' of finding 3)."""
+    rng = np.random.default_rng(3)
+    lora = PD + "-lora16"
+    path = tmp_path / f"{lora}__path_distance_py-1024__thesis__bench.parquet"
+    _lines(60, rng).to_parquet(path, index=False)
+    write_sidecar(path, {"identity": {"protocol": "thesis", "composer": "path_distance_py", "mode": "original",
+                                      "max_context": 1024, "benchmark": "bench"},
+                         "checkpoint_record": {**_record(PD), "run_id": lora, "lora": {"r": 16}}})
+    fs = _verdicts(tmp_path, paper)
+    assert {n: f.verdict for n, f in fs.items()} == {n: "reproduced" for n in range(1, 7)}
+    assert not any("LoRA" in r.quantity for r in fs[1].rows + fs[3].rows)
+    s = toy_scale.Study("smoke", paper, load_profile("smoke"), evals_out=tmp_path)
+    assert lora not in s.realistic_runs() and PD in s.realistic_runs()
+    assert s.label(lora) == "Path Distance .py (LoRA r16)"
+
+
 def test_missing_runs_are_not_tested(tmp_path, paper):
     fs = toy_scale.findings("smoke", paper, load_profile("smoke"), evals_out=tmp_path)
     assert {f.verdict for f in fs} == {"not tested"}
