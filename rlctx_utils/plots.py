@@ -76,11 +76,11 @@ def plot_extrapolation(df: pd.DataFrame, *, metric: str = "em", line_types=("inp
         for j, lt in enumerate(line_types):
             ax = axes[i, j]
             dl = ds[ds["line_type"] == lt]
+            ax.set_title(f"{lt} lines" + ("" if len(sources) == 1 else f" — {src}"))
             if dl.empty:  # another source evaluated this line type, this one did not
                 ax.text(0.5, 0.5, f"{lt} lines not evaluated", transform=ax.transAxes, ha="center", color="0.3")
                 ax.set_xticks([])
                 ax.set_yticks([])
-                ax.set_title(f"{lt} lines" + ("" if len(sources) == 1 else f" — {src}"))
                 continue
             for ck, g in dl.groupby("checkpoint", sort=False):
                 g = g.sort_values("max_context")
@@ -101,7 +101,6 @@ def plot_extrapolation(df: pd.DataFrame, *, metric: str = "em", line_types=("inp
                 ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
                 if top == 0:
                     ax.text(0.5, 0.5, "EM 0 at every size", transform=ax.transAxes, ha="center", color="0.3")
-            ax.set_title(f"{lt} lines" + ("" if len(sources) == 1 else f" — {src}"))
             ax.set_xlabel("maximum context (tokens, log scale)")
             if j == 0:
                 ax.set_ylabel(METRIC_LABELS.get(metric, metric))

@@ -38,11 +38,12 @@ def _lines(value: float, rng: np.random.Generator) -> pd.DataFrame:
                          "token_acc": acc, "line_loss": 5 - 3 * acc, "prompt_tokens": 200 + rng.integers(0, 2, n)})
 
 
-def _store(d, rid, composer, n, value, rng):
+def _store(d, rid, composer, n, value, rng, record=None):
     path = d / f"{rid}__{composer}-{n}__thesis__bench.parquet"
     _lines(value, rng).to_parquet(path, index=False)
     write_sidecar(path, {"identity": {"protocol": "thesis", "composer": composer, "mode": "original",
-                                      "max_context": n, "benchmark": "bench"}, "checkpoint_record": _record(rid)})
+                                      "max_context": n, "benchmark": "bench"},
+                         "checkpoint_record": record or _record(rid)})
 
 
 def _evals(d, overrides=None):
@@ -103,13 +104,9 @@ def test_verdicts_follow_the_numbers(tmp_path, paper):
 def test_runs_beyond_the_paper_are_no_composer_of_their_own(tmp_path, paper):
     """A LoRA run of Path Distance .py is not a ninth realistic composer (it would take the
     composer's row and name in finding 1 and be 'the best composer' of finding 3)."""
-    rng = np.random.default_rng(3)
     lora = PD + "-lora16"
-    path = tmp_path / f"{lora}__path_distance_py-1024__thesis__bench.parquet"
-    _lines(60, rng).to_parquet(path, index=False)
-    write_sidecar(path, {"identity": {"protocol": "thesis", "composer": "path_distance_py", "mode": "original",
-                                      "max_context": 1024, "benchmark": "bench"},
-                         "checkpoint_record": {**_record(PD), "run_id": lora, "lora": {"r": 16}}})
+    _store(tmp_path, lora, "path_distance_py", 1024, 60, np.random.default_rng(3),
+           record={**_record(PD), "run_id": lora, "lora": {"r": 16}})
     fs = _verdicts(tmp_path, paper)
     assert {n: f.verdict for n, f in fs.items()} == {n: "reproduced" for n in range(1, 7)}
     assert not any("LoRA" in r.quantity for r in fs[1].rows + fs[3].rows)
