@@ -63,3 +63,17 @@ def checkpoint_label(composer: str | None, mode: str | None = None, loss: str | 
     if with_loss and loss:
         label += f", {loss}"
     return label
+
+
+#: Start of the ``note`` of every summary row of a run the paper does not have (LoRA, YaRN):
+#: such rows are shown beside the grid, never inside the paper's tables or findings.
+BEYOND_PAPER = "beyond the paper"
+
+
+def is_beyond_paper(df):
+    """Boolean mask (a Series) of a results frame's rows of runs beyond the paper, by their ``note``."""
+    import pandas as pd
+
+    if "note" not in df:
+        return pd.Series(False, index=df.index)
+    return df["note"].fillna("").astype(str).str.startswith(BEYOND_PAPER)

@@ -118,9 +118,12 @@ def masked_vs_full_pairs(df: pd.DataFrame, metric: str = "em") -> pd.DataFrame:
 
     Returns one row per (composer, mode, line type, setting) with columns ``masked``, ``full`` and
     ``diff`` (masked - full); only composers trained both ways appear. Rows of the main four
-    evaluation roles are used.
+    evaluation roles of the paper's grid are used: a run beyond it (a LoRA adapter or YaRN of the same
+    composer, marked in its ``note``) is no masked twin.
     """
-    d = df[df["loss"].isin(["masked", "full"]) & df["eval_role"].isin(["FL-base", "PD-base", "PD-ext", "Or-ext"])
+    from .names import is_beyond_paper
+
+    d = df[~is_beyond_paper(df) & df["loss"].isin(["masked", "full"]) & df["eval_role"].isin(["FL-base", "PD-base", "PD-ext", "Or-ext"])
            & df["line_type"].isin(["inproject", "infile"])]  # the paper's line types (not micro/macro)
     key = ["composer", "mode", "line_type", "eval_setting"]
     d = d.drop_duplicates(subset=key + ["loss"])

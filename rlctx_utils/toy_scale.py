@@ -769,10 +769,10 @@ def write_our_tables(ours: pd.DataFrame, profile: str, *, protocol: str = "thesi
     out_dir = Path(out_dir) if out_dir else TABLES
     from .evaluation.report import sort_runs
 
-    from .evaluation.api import BEYOND_PAPER
+    from .names import is_beyond_paper
 
     d = ours[(ours["table"] == "eval") & (ours["protocol"] == protocol)]
-    d = sort_runs(d[~d["note"].fillna("").astype(str).str.startswith(BEYOND_PAPER)])  # the paper's grid only
+    d = sort_runs(d[~is_beyond_paper(d)])  # the paper's grid only
     if d.empty:
         return []
     both = d.groupby(["composer", "mode"])["loss"].nunique()

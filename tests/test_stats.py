@@ -78,3 +78,18 @@ def test_paper_masked_vs_full_numbers():
 def test_pairs_need_equal_shapes():
     with pytest.raises(ValueError):
         stats.paired_ttest([1, 2, 3], [1, 2])
+
+
+def test_masked_vs_full_pairs_leave_out_runs_beyond_the_paper():
+    """A LoRA run of Path Distance .py (masked) is no masked twin of the full-loss run."""
+    import pandas as pd
+
+    def row(loss, value, note=None):
+        return {"composer": "path_distance_py", "mode": "original", "loss": loss, "line_type": "inproject",
+                "eval_role": "PD-ext", "eval_setting": "PD-4K", "token_acc": value, "note": note}
+
+    lora = row("masked", 90.0, "beyond the paper: LoRA r16")
+    df = pd.DataFrame([lora, row("masked", 30.0), row("full", 29.0)])
+    pairs = stats.masked_vs_full_pairs(df, metric="token_acc")
+    assert pairs["diff"].tolist() == [1.0]
+    assert stats.masked_vs_full_pairs(df.drop(columns="note").iloc[1:], metric="token_acc")["diff"].tolist() == [1.0]

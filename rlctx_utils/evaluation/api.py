@@ -30,6 +30,7 @@ from .. import schema
 from ..config import config_hash
 from ..data.types import CATEGORIES, Datapoint
 from ..io import atomic_path, output_lock, read_json, remove_stale_temporaries, write_sidecar
+from ..names import BEYOND_PAPER
 from ..paths import REPO_ROOT, results_dir
 from . import metrics, presets
 from .protocols import get_protocol
@@ -147,11 +148,6 @@ def read_run_record(checkpoint: str | os.PathLike[str]) -> CheckpointInfo:
         info.name = Path(str(checkpoint)).name if is_path else str(checkpoint)
         info.fingerprint = ref
     return info
-
-
-#: Start of the ``note`` of every summary row of a run the paper does not have (LoRA, YaRN):
-#: such rows are shown beside the grid, never inside the paper's tables or findings.
-BEYOND_PAPER = "beyond the paper"
 
 
 def beyond_paper(rec: dict[str, Any]) -> str | None:
